@@ -1,0 +1,43 @@
+# Everything a fresh Debian 12 machine needs is installed from here: apt packages,
+# a virtualenv with the Python packages, and (in later issues) the bundled models.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the project needs at run or test time.
+APT_PACKAGES := python3-venv python3-pip
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup apt demo test validate clean
+
+setup: $(STAMP)
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages: $$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | apt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The main job. Until telephony lands it runs scripted text conversations
+# through the demo dialplan; later it becomes a real campaign.
+demo: setup
+	$(BIN)/voicebot validate dialplans/*.yaml
+	$(BIN)/voicebot demo dialplans/demo_en.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+validate: setup
+	$(BIN)/voicebot validate dialplans/*.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,370 @@
+"""The conversation engine: a pure state machine over the compiled script graph.
+
+It takes events (what the person said, silence, a DTMF key, a prompt finished,
+a barge-in, the transfer result, the person hung up) and returns actions (say a
+prompt, listen, transfer, hang up). No audio, SIP, clock or I/O: the caller owns
+timers and playback, so the same engine runs in a call, in `voicebot chat`, in
+script tests and in analytics replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Union
+
+from voicebot.config import Prompt, Route
+from voicebot.errors import ScriptError
+from voicebot.script.graph import CompiledNode, ScriptGraph
+from voicebot.script.slots import extract_slot
+from voicebot.script.templates import render
+
+# --- events in ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A final recognition result (or a typed line)."""
+
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The no-input timeout of the current Listen ran out."""
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True)
+class PromptDone:
+    prompt_id: str
+    played_ms: int | None = None
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    prompt_id: str
+    at_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CallerHangup:
+    pass
+
+
+Event = Union[Heard, Silence, Dtmf, PromptDone, BargeIn, TransferResult, CallerHangup]
+
+# --- actions out --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Say:
+    prompt_id: str
+    node: str
+    text: str | None
+    wav: Path | None
+    barge_in: bool
+
+
+@dataclass(frozen=True)
+class Listen:
+    node: str
+    vocabulary: tuple[str, ...]
+    no_input_timeout_s: float
+    dtmf: bool
+
+
+@dataclass(frozen=True)
+class Transfer:
+    operator: str
+    uri: str
+    mode: str
+    warm: bool
+    node: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    outcome: str
+
+
+Action = Union[Say, Listen, Transfer, Hangup]
+
+# --- what the engine records --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One thing the person did at a node, and what the engine made of it."""
+
+    node: str
+    kind: str  # heard | silence | dtmf
+    text: str = ""
+    confidence: float | None = None
+    intent: str | None = None
+    score: float | None = None
+    result: str = ""  # intent | global | capture | no_match | no_input | low_confidence
+
+
+@dataclass(frozen=True)
+class PromptPlay:
+    prompt_id: str
+    played_ms: int | None
+    interrupted: bool
+
+
+@dataclass
+class ScriptResult:
+    outcome: str | None
+    path: list[str]
+    slots: dict[str, str]
+    variables: dict[str, object]
+    turns: list[Turn]
+    prompts: list[PromptPlay]
+    transcript: list[tuple[str, str]]  # (bot|customer, text)
+    operator: str | None = None
+
+
+_MAX_CHAIN = 200  # nodes entered in one step before we call it a loop
+
+
+class ScriptEngine:
+    """One conversation. Build it per call; ``start()`` once, then ``handle()`` each event."""
+
+    def __init__(self, graph: ScriptGraph, contact: Mapping[str, object] | None = None) -> None:
+        self.graph = graph
+        script = graph.dialplan.script
+        fields = graph.dialplan.campaign.contact_fields
+        self._contact = {k: f.default for k, f in fields.items() if f.default is not None}
+        self._contact.update({k: v for k, v in (contact or {}).items() if v not in (None, "")})
+        self._variables: dict[str, object] = dict(script.variables)
+        self._slots: dict[str, str] = {}
+        self.path: list[str] = []
+        self.turns: list[Turn] = []
+        self.prompts: list[PromptPlay] = []
+        self.transcript: list[tuple[str, str]] = []
+        self.outcome: str | None = None
+        self.operator: str | None = None
+        self._current: str | None = None
+        self._no_input = 0
+        self._no_match = 0
+        self._transferring = False
+        self._chain = 0
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def node(self) -> CompiledNode:
+        if self._current is None:
+            raise ScriptError("the conversation has not started", code="engine-not-started")
+        return self.graph.nodes[self._current]
+
+    def start(self) -> list[Action]:
+        if self._current is not None:
+            raise ScriptError("the conversation has already started", code="engine-started")
+        actions: list[Action] = []
+        self._enter(self.graph.start, actions)
+        return actions
+
+    def handle(self, event: Event) -> list[Action]:
+        if isinstance(event, PromptDone):
+            self.prompts.append(PromptPlay(event.prompt_id, event.played_ms, event.interrupted))
+            return []
+        if isinstance(event, BargeIn):
+            self.prompts.append(PromptPlay(event.prompt_id, event.at_ms, True))
+            return []
+        if self.finished:
+            return []
+        if isinstance(event, CallerHangup):
+            self.outcome = "customer_hangup"
+            return []
+        self._chain = 0
+        actions: list[Action] = []
+        if isinstance(event, TransferResult):
+            self._transfer_result(event, actions)
+        elif self._transferring:
+            return []  # nothing the person says changes a handoff in progress
+        elif isinstance(event, Heard):
+            self._heard(event, actions)
+        elif isinstance(event, Silence):
+            self._silence(actions)
+        elif isinstance(event, Dtmf):
+            self._dtmf(event, actions)
+        else:
+            raise ScriptError(f"unknown event {event!r}", code="engine-unknown-event")
+        return actions
+
+    def result(self) -> ScriptResult:
+        return ScriptResult(
+            self.outcome, list(self.path), dict(self._slots), dict(self._variables), list(self.turns),
+            list(self.prompts), list(self.transcript), self.operator,
+        )
+
+    def values(self) -> dict[str, object]:
+        """What templates can use: contact fields, variables and slots (slots win)."""
+        return {**self._contact, **self._variables, **self._slots}
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _heard(self, event: Heard, actions: list[Action]) -> None:
+        text = event.text.strip()
+        if not text:
+            self._silence(actions)
+            return
+        node = self.node
+        self.transcript.append(("customer", text))
+        if event.confidence < node.min_confidence:
+            self.turns.append(Turn(node.id, "heard", text, event.confidence, result="low_confidence"))
+            self._no_match_or_fallback(actions)
+            return
+        match = node.matcher.match(text) if node.matcher else None
+        if match:
+            route, is_global = node.route_for(match.intent)
+            kind = "global" if is_global else "intent"
+            self.turns.append(Turn(node.id, "heard", text, event.confidence, match.intent, round(match.score, 3), kind))
+            self._follow(route, f"{node.id}@{match.intent}", text, actions)
+            return
+        capture = node.node.capture
+        if capture:
+            value = extract_slot(capture.type, text, self.graph.language)
+            if value is not None:
+                self._slots[capture.slot] = value
+                self.turns.append(Turn(node.id, "heard", text, event.confidence, result="capture"))
+                self._enter(capture.next, actions)
+                return
+        self.turns.append(Turn(node.id, "heard", text, event.confidence, result="no_match"))
+        self._no_match_or_fallback(actions)
+
+    def _silence(self, actions: list[Action]) -> None:
+        node = self.node
+        self.turns.append(Turn(node.id, "silence", result="no_input"))
+        self._no_input += 1
+        if self._no_input <= node.max_no_input:
+            self._reprompt(node.node.on_no_input.reprompt, self.graph.dialplan.script.defaults.no_input_reprompt, "no_input", actions)
+            return
+        self._give_up(node.node.on_no_input.next, "no_input", actions)
+
+    def _dtmf(self, event: Dtmf, actions: list[Action]) -> None:
+        node = self.node
+        route = node.node.dtmf.get(event.digit)
+        self.transcript.append(("customer", f"[DTMF {event.digit}]"))
+        if route is None:
+            self.turns.append(Turn(node.id, "dtmf", event.digit, result="no_match"))
+            self._no_match_or_fallback(actions)
+            return
+        self.turns.append(Turn(node.id, "dtmf", event.digit, intent=f"dtmf:{event.digit}", result="intent"))
+        self._follow(route, f"{node.id}#dtmf{event.digit}", event.digit, actions)
+
+    def _transfer_result(self, event: TransferResult, actions: list[Action]) -> None:
+        if not self._transferring:
+            return
+        self._transferring = False
+        if event.ok:
+            self.outcome = "handoff"
+            return
+        node = self.node
+        self.turns.append(Turn(node.id, "transfer", event.reason, result="transfer_failed"))
+        target = node.node.on_transfer_fail or self.graph.dialplan.script.fallback
+        if target and target != node.id:
+            self._enter(target, actions)
+        else:
+            self._finish("handoff_failed", actions)
+
+    # -- moves ------------------------------------------------------------------------------
+
+    def _follow(self, route: Route, prompt_id: str, text: str, actions: list[Action]) -> None:
+        self._variables.update(route.set)
+        if route.capture:
+            value = extract_slot(route.capture.type, text, self.graph.language)
+            if value is not None:
+                self._slots[route.capture.slot] = value
+        if route.say:
+            self._say(prompt_id, route.say, self.node.barge_in, actions)
+        if route.next:
+            self._enter(route.next, actions)
+        elif route.hangup:
+            self._finish(route.hangup, actions)
+        else:  # resume: ask the current node's question again
+            node = self.node
+            self._say(f"{node.id}#reprompt", node.node.reprompt or node.node.say, node.barge_in, actions)
+            self._listen(actions)
+
+    def _enter(self, node_id: str, actions: list[Action]) -> None:
+        self._chain += 1
+        if self._chain > _MAX_CHAIN:
+            raise ScriptError(f"node '{node_id}': the script keeps moving without listening (a loop of next)", code="script-loop")
+        node = self.graph.nodes[node_id]
+        self._current = node_id
+        self._no_input = self._no_match = 0
+        self.path.append(node_id)
+        self._variables.update(node.node.set)
+        if node.node.say:
+            self._say(node_id, node.node.say, node.barge_in, actions)
+        n = node.node
+        if n.transfer:
+            op = self.graph.dialplan.operators[n.transfer]
+            self._transferring = True
+            self.operator = n.transfer
+            actions.append(Transfer(n.transfer, op.uri, op.mode, op.warm, node_id))
+        elif n.hangup:
+            self._finish(n.hangup, actions)
+        elif n.next:
+            self._enter(n.next, actions)
+        else:
+            self._listen(actions)
+
+    def _listen(self, actions: list[Action]) -> None:
+        node = self.node
+        actions.append(Listen(node.id, tuple(node.vocabulary()), node.no_input_timeout_s, bool(node.node.dtmf)))
+
+    def _reprompt(self, own: Prompt | None, default: Prompt, kind: str, actions: list[Action]) -> None:
+        node = self.node
+        if own:
+            self._say(f"{node.id}#{kind}", own, node.barge_in, actions)
+        else:
+            self._say(f"default#{kind}", default, node.barge_in, actions)
+            again = node.node.reprompt or node.node.say
+            if again:
+                self._say(f"{node.id}#reprompt", again, node.barge_in, actions)
+        self._listen(actions)
+
+    def _no_match_or_fallback(self, actions: list[Action]) -> None:
+        node = self.node
+        self._no_match += 1
+        if self._no_match <= node.max_no_match:
+            self._reprompt(node.node.on_no_match.reprompt, self.graph.dialplan.script.defaults.no_match_reprompt, "no_match", actions)
+            return
+        self._give_up(node.node.on_no_match.next, "no_match", actions)
+
+    def _give_up(self, target: str | None, outcome: str, actions: list[Action]) -> None:
+        target = target or self.graph.dialplan.script.fallback
+        if target and target != self._current:
+            self._enter(target, actions)
+        else:
+            self._finish(outcome, actions)
+
+    def _finish(self, outcome: str, actions: list[Action]) -> None:
+        self.outcome = outcome
+        actions.append(Hangup(outcome))
+
+    def _say(self, prompt_id: str, prompt: Prompt, barge_in: bool, actions: list[Action]) -> None:
+        text = render(prompt.text, self.values(), where=f"prompt {prompt_id}") if prompt.text else None
+        wav = self.graph.base_dir / prompt.wav if prompt.wav else None
+        self.transcript.append(("bot", text or f"[{prompt.wav}]"))
+        actions.append(Say(prompt_id, self._current or "", text, wav, barge_in))

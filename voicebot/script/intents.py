@@ -1,0 +1,315 @@
+"""Intent matching that survives ASR errors, word forms and negation.
+
+Text is normalised into tokens that carry a stem and a polarity: a word in the
+scope of "not"/"не" is negated, and a negated token never matches a plain one.
+So "not interested" can never match the phrase "interested", and "нет, не
+интересно" can never match "интересно". Tokens match fuzzily (rapidfuzz) so a
+misrecognised "intrested" still counts; stems (snowball, English and Russian)
+make "interesting"/"interested" and "перезвоните"/"перезвонить" the same word.
+
+A phrase scores how much of it the utterance covers (weighted: function words
+count little), plus a little for how much of the utterance it explains, with
+the words after "but"/"но" counting double: "yes, but not now" is a "not now".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+import snowballstemmer
+from rapidfuzz import fuzz, process
+
+_STEMMERS = {"en": "english", "ru": "russian"}
+
+_CONTRACTIONS = [
+    (re.compile(r"\bcan't\b"), "can not"),
+    (re.compile(r"\bwon't\b"), "will not"),
+    (re.compile(r"\bain't\b"), "is not"),
+    (re.compile(r"n't\b"), " not"),
+    (re.compile(r"\bi'm\b"), "i am"),
+    (re.compile(r"'re\b"), " are"),
+    (re.compile(r"'ll\b"), " will"),
+    (re.compile(r"'ve\b"), " have"),
+    (re.compile(r"'d\b"), " would"),
+    (re.compile(r"\b(it|that|what|who|there|he|she)'s\b"), r"\1 is"),
+]
+# ASR often drops the apostrophe: "dont", "im".
+_NO_APOSTROPHE = {"dont": "do not", "doesnt": "does not", "didnt": "did not", "cant": "can not", "wont": "will not",
+                  "isnt": "is not", "arent": "are not", "im": "i am", "wasnt": "was not", "havent": "have not"}
+
+# Words that negate what follows within their clause, up to WIDE_SCOPE content words.
+_NEGATORS_WIDE = {"en": {"not", "never", "neither", "nor", "without"},
+                  "ru": {"не", "ни", "никогда", "без"}}
+# Words that negate only the very next content word ("no time", "нет времени");
+# they stay answers of their own otherwise ("no, I am interested").
+_NEGATORS_NEXT = {"en": {"no", "nothing", "none"}, "ru": {"нет", "ничего"}}
+_WIDE_SCOPE = 2
+_CLAUSE_BREAKS = {"en": {"but", "however", "though", "although", "yet"}, "ru": {"но", "а", "однако", "зато", "хотя"}}
+_STOP_WORDS = {
+    "en": set("a an the i me my we us our you your it its is am are was were be been to of in on at for with "
+              "this that these those do does did have has had so just really very well oh uh um er ah please "
+              "and or would will can could should there here what about".split()),
+    "ru": set("я мы вы ты он она оно они меня нас вас тебя его ее их мне нам вам это этот эта то та и в на с к "
+              "по за у о об от до из же ли бы вот ну ой ах э а уж уже так просто очень пожалуйста есть было был "
+              "была будет что как".split()),
+}
+_STOP_WEIGHT = 0.3
+_CONTENT_WEIGHT = 1.0
+_TOKEN_SIM = 0.80  # fuzzy similarity for two stems to count as the same word
+_VETO_SIM = 0.88  # a phrase word said with the opposite polarity vetoes the phrase
+_PHRASE_SHARE = 0.8  # the rest of the score is how much of the utterance the phrase explains
+
+_WORD = re.compile(r"[\w']+|[.,!?;:]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Token:
+    stem: str
+    word: str
+    negated: bool
+    weight: float
+    late: bool = False  # said after the last "but"/"но"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.stem, self.word
+
+    def __str__(self) -> str:
+        return ("¬" if self.negated else "") + self.stem
+
+
+@dataclass(frozen=True)
+class IntentSpec:
+    """One intent as the matcher sees it."""
+
+    name: str
+    phrases: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    threshold: float | None = None
+    priority: int = 0
+    is_global: bool = False
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    intent: str
+    score: float
+    phrase: str
+    is_global: bool
+    priority: int = 0
+    end: int = 0  # index of the last utterance word it explains: later wins a tie
+
+
+class Normalizer:
+    """Text → tokens with stems and polarity, for one language."""
+
+    def __init__(self, language: str, known_stems: Iterable[str] = ()) -> None:
+        self.language = language.split("-")[0].lower()
+        algo = _STEMMERS.get(self.language)
+        self._stemmer = snowballstemmer.stemmer(algo) if algo else None
+        self._wide = _NEGATORS_WIDE.get(self.language, set())
+        self._next = _NEGATORS_NEXT.get(self.language, set())
+        self._breaks = _CLAUSE_BREAKS.get(self.language, set())
+        self._stop = _STOP_WORDS.get(self.language, set())
+        self._known = frozenset(known_stems)
+
+    def words(self, text: str) -> list[str]:
+        text = text.lower().replace("ё", "е").replace("’", "'").replace("`", "'")
+        if self.language == "en":
+            for pattern, repl in _CONTRACTIONS:
+                text = pattern.sub(repl, text)
+        out: list[str] = []
+        for w in _WORD.findall(text):
+            w = w.strip("'")
+            if not w:
+                continue
+            out.extend(_NO_APOSTROPHE.get(w, w).split() if self.language == "en" else [w])
+        return out
+
+    def stem(self, word: str) -> str:
+        return self._stemmer.stemWord(word) if self._stemmer else word
+
+    def tokens(self, text: str) -> list[Token]:
+        words = self.words(text)
+        last_break = max((i for i, w in enumerate(words) if w in self._breaks), default=-1)
+        tokens: list[Token] = []
+        scope = 0  # content words still negated
+        next_only = False
+        for i, word in enumerate(words):
+            if not word[0].isalnum():  # punctuation ends a clause and its negation
+                scope, next_only = 0, False
+                continue
+            if word in self._breaks:
+                scope, next_only = 0, False
+                continue
+            late = i > last_break >= 0
+            if word in self._wide:
+                tokens.append(Token(word, word, False, _STOP_WEIGHT, late))
+                scope, next_only = _WIDE_SCOPE, False
+                continue
+            if word in self._next:
+                tokens.append(Token(word, word, False, _CONTENT_WEIGHT, late))
+                scope, next_only = 1, True
+                continue
+            stem, negated = self._fused_negation(word)
+            is_stop = word in self._stop
+            if scope and not is_stop:
+                negated = True
+                scope -= 1
+            elif next_only and is_stop:
+                scope = 0  # "no, I am interested": "no" does not reach past a function word
+            if next_only and not is_stop:
+                next_only = False
+            tokens.append(Token(stem, word, negated, _STOP_WEIGHT if is_stop else _CONTENT_WEIGHT, late))
+        return tokens
+
+    def _fused_negation(self, word: str) -> tuple[str, bool]:
+        # Russian writes some negations as one word: "неинтересно". Split only
+        # when the rest is a word the intents use, so "неделя" stays a week.
+        stem = self.stem(word)
+        if self.language == "ru" and word.startswith("не") and len(word) > 5 and stem not in self._known:
+            rest = self.stem(word[2:])
+            if rest in self._known:
+                return rest, True
+        return stem, False
+
+
+@dataclass
+class _CompiledPhrase:
+    text: str
+    tokens: list[Token]
+    total_weight: float
+    exact: bool  # keywords must be present in full
+
+
+@dataclass
+class _CompiledIntent:
+    spec: IntentSpec
+    phrases: list[_CompiledPhrase] = field(default_factory=list)
+
+
+class IntentMatcher:
+    """Scores an utterance against a fixed set of intents (one node plus the globals)."""
+
+    def __init__(self, intents: Sequence[IntentSpec], language: str, threshold: float = 0.72) -> None:
+        self.language = language
+        self.threshold = threshold
+        plain = Normalizer(language)
+        known = {t.stem for spec in intents for p in (*spec.phrases, *spec.keywords) for t in plain.tokens(p)}
+        self.normalizer = Normalizer(language, known)
+        self._intents: list[_CompiledIntent] = []
+        vocab: set[tuple[str, str]] = set()
+        for spec in intents:
+            compiled = _CompiledIntent(spec)
+            for text, exact in [(p, False) for p in spec.phrases] + [(k, True) for k in spec.keywords]:
+                toks = self.normalizer.tokens(text)
+                if toks:
+                    compiled.phrases.append(_CompiledPhrase(text, toks, sum(t.weight for t in toks), exact))
+                    vocab.update(t.key for t in toks)
+            self._intents.append(compiled)
+        self._vocab = tuple(sorted(vocab))
+
+    @property
+    def intents(self) -> list[IntentSpec]:
+        return [c.spec for c in self._intents]
+
+    def vocabulary(self) -> list[str]:
+        """Every phrase and keyword the intents expect, normalised, for a restricted ASR grammar."""
+        seen: dict[str, None] = {}
+        for c in self._intents:
+            for p in c.phrases:
+                seen.setdefault(" ".join(w for w in self.normalizer.words(p.text) if w[0].isalnum()), None)
+        return [p for p in seen if p]
+
+    def match(self, text: str) -> IntentMatch | None:
+        """The winning intent, or None when nothing reaches its threshold."""
+        candidates = [m for m in self.scores(text) if m.score >= self._threshold_of(m.intent)]
+        if not candidates:
+            return None
+        # Priority first (a "do not call me" must win), then score, then local before global.
+        return max(candidates, key=lambda m: (m.priority, round(m.score, 6), m.end, not m.is_global))
+
+    def scores(self, text: str) -> list[IntentMatch]:
+        """Best score of every intent, highest first (for debugging and analytics)."""
+        utt = self.normalizer.tokens(text)
+        if not utt:
+            return []
+        sims = self._similarities(utt)
+        out = []
+        for c in self._intents:
+            best: tuple[float, int, str] = (0.0, 0, "")
+            for phrase in c.phrases:
+                s, end = self._phrase_score(phrase, utt, sims)
+                if (s, end) > best[:2]:
+                    best = (s, end, phrase.text)
+            if best[0] > 0:
+                out.append(IntentMatch(c.spec.name, best[0], best[2], c.spec.is_global, c.spec.priority, best[1]))
+        return sorted(out, key=lambda m: -m.score)
+
+    def _threshold_of(self, name: str) -> float:
+        for c in self._intents:
+            if c.spec.name == name:
+                return c.spec.threshold or self.threshold
+        return self.threshold
+
+    def _similarities(self, utt: list[Token]) -> dict[tuple[str, str], dict[tuple[str, str], float]]:
+        """For each utterance word, the vocabulary words it may be (similarity 0..1)."""
+        return {tok.key: _similar_words(tok.key, self._vocab) for tok in utt}
+
+    @staticmethod
+    def _phrase_score(phrase: _CompiledPhrase, utt: list[Token], sims) -> tuple[float, int]:
+        covered = 0.0
+        used: set[int] = set()
+        for p in phrase.tokens:
+            best, best_i = 0.0, -1
+            for i, u in enumerate(utt):
+                sim = sims[u.key].get(p.key, 0.0)
+                if sim < _TOKEN_SIM:
+                    continue
+                if u.negated != p.negated:
+                    if sim >= _VETO_SIM and p.weight == _CONTENT_WEIGHT and u.weight == _CONTENT_WEIGHT:
+                        return 0.0, 0  # the person said the opposite of this phrase
+                    continue
+                if sim > best and i not in used:
+                    best, best_i = sim, i
+            if best_i >= 0:
+                used.add(best_i)
+                covered += p.weight * best
+            elif phrase.exact:
+                return 0.0, 0
+        if covered == 0:
+            return 0.0, 0
+        phrase_cov = covered / phrase.total_weight
+        if phrase.exact and phrase_cov < _TOKEN_SIM:
+            return 0.0, 0
+        utt_weight = sum(_utt_weight(u) for u in utt)
+        explained = sum(_utt_weight(utt[i]) for i in used)
+        return _PHRASE_SHARE * phrase_cov + (1 - _PHRASE_SHARE) * (explained / utt_weight), max(used)
+
+
+def _utt_weight(tok: Token) -> float:
+    return tok.weight * (2.0 if tok.late else 1.0)
+
+
+@lru_cache(maxsize=8192)
+def _similar_words(key: tuple[str, str], vocab: tuple[tuple[str, str], ...]) -> dict[tuple[str, str], float]:
+    """Vocabulary entries (stem, word) that this (stem, word) may be, by the better of stem and word similarity.
+
+    Short words count only when their stems are equal ("no" is not "not"), and
+    so do numbers; longer ones may differ by an ASR error or an ending the
+    stemmer missed ("занят"/"занята" stem to "зан"/"занят").
+    """
+    stem, word = key
+    out = {v: 1.0 for v in vocab if v[0] == stem}
+    if len(word) <= 3 or word.isdigit():
+        return out
+    cutoff = _TOKEN_SIM * 100
+    for query, choices in ((stem, [v[0] for v in vocab]), (word, [v[1] for v in vocab])):
+        for _choice, score, idx in process.extract(query, choices, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None):
+            v = vocab[idx]
+            if len(v[1]) > 3 and not v[1].isdigit():
+                out[v] = max(out.get(v, 0.0), score / 100)
+    return out

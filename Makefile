@@ -27,12 +27,14 @@ $(STAMP): pyproject.toml | apt
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# The main job. Until telephony lands it runs scripted text conversations
-# through the demo dialplan; later it becomes a real campaign.
+# The main job. Until telephony lands it runs the demo dialplan's scripted
+# conversations in text and prints each one and the outcome table; later it
+# becomes a real campaign against a simulated PBX.
 demo: setup
 	$(BIN)/voicebot validate dialplans/*.yaml
-	$(BIN)/voicebot demo dialplans/demo_en.yaml
+	$(BIN)/voicebot test-script --show dialplans/tests/demo_en.yaml
 
+# pytest exits non-zero when it collects no test, so an empty run fails loudly.
 test: setup
 	$(BIN)/python -m pytest
 

@@ -167,3 +167,12 @@ def test_wav_prompt_must_exist(tmp_path):
     (tmp_path / "connecting.wav").write_bytes(b"RIFF")
     loaded, problems = check_dialplan(path)
     assert loaded is not None and not problems
+
+
+def test_readme_dialplan_example_is_valid(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(b for b in readme.split("```yaml\n")[1:] if b.startswith("version: 1"))
+    path = tmp_path / "readme.yaml"
+    path.write_text(block.split("```")[0])
+    loaded, problems = check_dialplan(path)
+    assert loaded is not None and not problems, "\n".join(map(str, problems))

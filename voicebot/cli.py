@@ -182,7 +182,7 @@ def cmd_test_script(args: argparse.Namespace) -> int:
         if r.ok:
             out.print("[green]PASS[/green] " + escape(r.name))
         else:
-            out.print("[red]FAIL[/red] " + escape(f"{r.name} ({r.where})"))
+            out.print("[red]FAIL[/red] " + escape(f"{r.name} ({r.where})"), soft_wrap=True)
             for failure in r.failures:
                 out.print(escape(f"    {failure}"), soft_wrap=True)
     if args.show:

@@ -81,7 +81,8 @@ def check_graph(doc: YamlFile) -> list[Problem]:
         for node_id in nodes:
             if node_id not in reached:
                 problems.append(doc.problem(("script", "nodes", node_id), f"node '{node_id}' is never reached from '{start}'", "unreachable-node"))
-        terminal = {n for n, raw in nodes.items() if _dict(raw).get("hangup") or _dict(raw).get("transfer")}
+        terminal = {n for n, raw in nodes.items() if _ends_here(_dict(raw))}
+        dead_ends = {n for n in nodes if not edges[n] and n not in terminal}
         # Only explicit edges count as a way out: a script must not rely on the
         # person asking for a human to ever end.
         reverse: dict[str, set[str]] = {n: set() for n in nodes}
@@ -90,14 +91,15 @@ def check_graph(doc: YamlFile) -> list[Problem]:
                 reverse[dst].add(src)
         can_end = _reach_many(terminal, lambda n: reverse[n])
         for node_id in nodes:
-            if node_id in reached and node_id not in can_end:
-                raw = _dict(nodes[node_id])
-                why = (
-                    "it has no way on: give it intents, next, hangup or transfer"
-                    if not edges[node_id] and not _listens(raw)
-                    else "no path from it ever reaches a hangup or transfer node"
-                )
-                problems.append(doc.problem(("script", "nodes", node_id), f"node '{node_id}' has no way out: {why}", "no-way-out"))
+            if node_id not in reached or node_id in can_end:
+                continue
+            if node_id in dead_ends:
+                why = "it has no way on: give it intents, next, hangup or transfer"
+            elif _reach(node_id, lambda n: edges[n]) & dead_ends:
+                continue  # the dead end it leads to is the mistake, reported there
+            else:
+                why = "every path from it loops back without reaching a hangup or transfer"
+            problems.append(doc.problem(("script", "nodes", node_id), f"node '{node_id}' has no way out: {why}", "no-way-out"))
 
     problems += _check_templates(doc, data, script, nodes)
     problems += _check_outcomes(doc, data, script, nodes)
@@ -111,6 +113,13 @@ def _dict(value: Any) -> dict:
 
 def _listens(raw: dict) -> bool:
     return bool(raw.get("intents") or raw.get("dtmf") or raw.get("capture"))
+
+
+def _ends_here(raw: dict) -> bool:
+    """The node itself, or one of its routes, hangs up or hands off."""
+    if raw.get("hangup") or raw.get("transfer"):
+        return True
+    return any(isinstance(r, dict) and r.get("hangup") for key in ("intents", "dtmf") for r in _dict(raw.get(key)).values())
 
 
 def _route_next(route: Any) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 SLOT_TYPES = ("text", "time", "number", "digits", "yes_no")
 
@@ -21,6 +21,7 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 
 _EMPTY: Mapping = MappingProxyType({})
 _NONE: frozenset[str] = frozenset()
+_T = TypeVar("_T")
 
 # Which number-word kinds may follow which, so "one two three" reads as three
 # numbers rather than being summed into one.
@@ -70,7 +71,7 @@ def _counted(words: str, first: int = 0, step: int = 1) -> dict[str, int]:
     return {word: first + step * n for n, word in enumerate(words.split())}
 
 
-def _phrases(phrases: str, value):
+def _phrases(phrases: str, value: _T) -> dict[tuple[str, ...], _T]:
     """{("of", "course"): value, ...} from "of course, ..."."""
     return {tuple(phrase.split()): value for phrase in phrases.split(",")}
 
@@ -92,6 +93,7 @@ _EN = _Lang(
         **_phrases("yes, yeah, yep, yup, sure, correct, right, of course, absolutely, okay, ok, alright,"
                    " no problem", "yes"),
         **_phrases("no, nope, not really, nah, of course not, absolutely not", "no"),
+        **_phrases("right now, not sure", ""),  # hold a yes/no word but answer neither
     },
     negators=frozenset({"not"}),
     days={
@@ -175,7 +177,18 @@ _LANGS = {"en": _EN, "ru": _RU}
 
 
 def extract_slot(slot_type: str, text: str, language: str = "en") -> str | None:
-    """The slot value found in `text`, normalised as below, or None when there is none."""
+    """The slot value found in `text`, normalised as below, or None when there is none.
+
+    - text: the stripped text.
+    - digits: every digit said, in order: "one two three" -> "123".
+    - number: the first number said, as a decimal integer: "a hundred and twenty" -> "120".
+    - yes_no: "yes" or "no"; the answer said last wins.
+    - time: "<day> <clock>", either part optional. Day: today, tomorrow,
+      day_after_tomorrow, monday..sunday, next_week, this_week or "in N hour(s)/minute(s)".
+      Clock: 24-hour "HH:MM" or morning / afternoon / evening / lunch.
+    `language` is "en", "ru" or a tag such as "ru-RU"; other languages get digits and HH:MM only.
+    Raises ValueError for a slot type not in SLOT_TYPES.
+    """
     if slot_type not in SLOT_TYPES:
         raise ValueError(f"unknown slot type {slot_type!r}; expected one of {', '.join(SLOT_TYPES)}")
     if slot_type == "text":
@@ -303,7 +316,8 @@ def _extract_yes_no(tokens: list[str], lang: _Lang) -> str | None:
     i = 0
     while i < len(tokens):
         if found := _match_at(tokens, i, lang.yes_no):
-            answer, i = found
+            value, i = found
+            answer = value or answer
         elif tokens[i] in lang.negators and (found := _match_at(tokens, i + 1, lang.yes_no)):
             answer, i = "no", found[1]  # "not correct", "не хорошо"
         else:
@@ -376,8 +390,9 @@ def _clock_at(tokens: list[str], i: int, lang: _Lang) -> tuple[int, int, int, bo
         return _with_hour(tokens, j, lang, minutes)
     if token in lang.ordinal_offsets and i + 1 < len(tokens) and tokens[i + 1] in lang.ordinals:
         return _ordinal_clock(lang.ordinals[tokens[i + 1]], lang.ordinal_offsets[token], i + 2)
-    if token.startswith("пол") and token[3:] in lang.ordinals:  # "полтретьего"
-        return _ordinal_clock(lang.ordinals[token[3:]], 30, i + 1)
+    for prefix, minutes in lang.ordinal_offsets.items():  # written as one word: "полтретьего"
+        if token.startswith(prefix) and token[len(prefix) :] in lang.ordinals:
+            return _ordinal_clock(lang.ordinals[token[len(prefix) :]], minutes, i + 1)
     if token in lang.lone_hour:
         return 1, 0, i + 1, False
     number = _read_number(tokens, i, lang)

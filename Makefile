@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
-APT_PACKAGES := python3-venv python3-pip
+APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -24,7 +24,7 @@ apt:
 $(STAMP): pyproject.toml | apt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,models]'
 	touch $@
 
 # The main job. Until telephony lands it runs the demo dialplan's scripted

@@ -1,0 +1,40 @@
+"""Streaming speech recognition behind one small protocol (push / flush / reset).
+
+Engines (Vosk, PocketSphinx) implement ``AsrEngine``; one engine (and its model)
+is shared by every call of a process, each call gets its own ``AsrStream``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    text: str
+    confidence: float  # 0..1; 1.0 when the engine gives none
+    final: bool
+
+
+class AsrStream(Protocol):
+    rate_hz: int
+
+    def push(self, pcm: bytes) -> list[AsrResult]:
+        """Feed PCM16 mono at ``rate_hz``; returns partial (and any engine-final) results so far."""
+
+    def flush(self) -> AsrResult:
+        """End of the utterance: the final result for everything pushed since the last flush/reset."""
+
+    def reset(self) -> None:
+        """Forget everything pushed so far."""
+
+    def set_vocabulary(self, phrases: Sequence[str] | None) -> None:
+        """Restrict recognition to these phrases (plus an unknown-word garbage model where the engine has one); None lifts it."""
+
+
+class AsrEngine(Protocol):
+    name: str
+    language: str
+
+    def stream(self, rate_hz: int) -> AsrStream: ...

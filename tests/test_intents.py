@@ -168,3 +168,46 @@ def test_language_without_stemmer_still_matches():
     m = IntentMatcher([IntentSpec("yes", ("네", "좋아요")), IntentSpec("no", ("아니요",))], "ko")
     assert intent(m, "네 좋아요") == "yes"
     assert intent(m, "아니요") == "no"
+
+
+RU_CALL = [
+    IntentSpec("yes", ("да", "удобно", "говорите пожалуйста")),
+    IntentSpec("no", ("нет", "неа")),
+    IntentSpec("not_interested", ("не интересно", "не нужно")),
+    IntentSpec("no_time", ("нет времени", "не удобно", "я занят")),
+    IntentSpec("callback", ("перезвоните позже",)),
+    IntentSpec("dnc", ("не звоните больше", "хватит мне звонить"), priority=10, is_global=True),
+]
+
+
+@pytest.fixture(scope="module")
+def ru_call():
+    return IntentMatcher(RU_CALL, "ru")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("неа", "no"),
+        ("не знаю", None),  # "неа" must not stem to the negator "не"
+        ("неудобно говорить", "no_time"),  # fused negation reads like "не удобно"
+        ("не удобно говорить", "no_time"),
+        ("нет неинтересно", "not_interested"),  # as strong as "нет, не интересно"
+        ("у меня нет на это времени", "no_time"),
+        ("больше не звоните", "dnc"),  # either word order
+        ("не нужно хватит мне звонить", "dnc"),  # negation does not reach into the next clause
+        ("да удобно", "yes"),
+    ],
+)
+def test_russian_call_answers(ru_call, text, expected):
+    assert intent(ru_call, text) == expected
+
+
+def test_no_before_a_request_only_weakens_it(ru_call):
+    # ASR drops the comma of "нет, перезвоните позже": "нет" must not veto the callback
+    scores = {m.intent: m.score for m in ru_call.scores("нет перезвоните позже")}
+    assert scores["callback"] >= 0.72
+
+
+def test_no_interest_is_not_interest(en):
+    assert intent(en, "no interest") != "interested"

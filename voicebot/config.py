@@ -237,10 +237,27 @@ class AsrSettings(Frozen):
     model: str | None = None
 
 
+class TurnTaking(Frozen):
+    """Voice activity, barge-in and end-of-turn timing (milliseconds)."""
+
+    vad_aggressiveness: int = Field(2, ge=0, le=3)
+    min_level_dbfs: float = Field(-50.0, le=0)
+    speech_start_ms: int = Field(100, ge=20, le=1000)  # voiced time before speech counts as started
+    speech_end_ms: int = Field(300, ge=60, le=3000)  # unvoiced time before speech counts as ended
+    end_of_turn_ms: int = Field(600, ge=100, le=5000)  # silence that ends a turn
+    complete_end_of_turn_ms: int = Field(240, ge=60, le=5000)  # ...when the answer already matches an intent
+    max_turn_ms: int = Field(15000, ge=1000, le=120000)
+    barge_in_confirm_ms: int = Field(900, ge=100, le=5000)  # words must come within this to end a prompt
+    answer_tail_ms: int = Field(800, ge=0, le=5000)  # near a prompt's end any word is an answer
+    backchannels: tuple[str, ...] | None = None  # words that never interrupt; default per language
+
+
 class Speech(Frozen):
     language: str = "en"
+    rate_hz: Literal[8000, 16000] = 8000  # the call's audio rate: 8000 for G.711 trunks
     tts: TtsSettings = Field(default_factory=TtsSettings)
     asr: AsrSettings = Field(default_factory=AsrSettings)
+    turn_taking: TurnTaking = Field(default_factory=TurnTaking)
 
     @field_validator("language")
     @classmethod
@@ -296,6 +313,14 @@ class Prompt(Frozen):
         if not self.text and not self.wav:
             raise ValueError("a prompt needs text or wav")
         return self
+
+
+class Voicemail(Frozen):
+    """Answering-machine detection and what to do on a machine."""
+
+    detect: bool = True
+    greeting_max_ms: int = Field(2400, ge=500, le=10000)
+    message: Prompt | None = None  # left after the beep; without one the bot just hangs up
 
 
 class Capture(Frozen):
@@ -442,7 +467,6 @@ class Script(Frozen):
     fallback: str | None = None  # where exhausted no-match/no-input go when a node names nothing
     intents: dict[str, IntentDef] = Field(default_factory=dict)
     global_intents: dict[str, Route] = Field(default_factory=dict)
-    backchannels: tuple[str, ...] | None = None  # words that never count as an interruption
     nodes: dict[str, Node]
 
     @field_validator("nodes")
@@ -467,4 +491,5 @@ class Dialplan(Frozen):
     campaign: Campaign
     speech: Speech = Field(default_factory=Speech)
     operators: dict[str, Operator] = Field(default_factory=dict)
+    voicemail: Voicemail = Field(default_factory=Voicemail)
     script: Script

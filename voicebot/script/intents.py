@@ -1,7 +1,8 @@
 """Intent matching that survives ASR errors, word forms and negation.
 
-Text is normalised into tokens that carry a stem and a polarity: a word in the
-scope of "not"/"не" is negated, and a negated token never matches a plain one.
+Text is normalised into tokens that carry a stem and a polarity: the word after
+"not"/"не" is negated, and a negated token never matches a plain one ("no"/"нет"
+negate softly: see PLAIN/SOFT/HARD).
 So "not interested" can never match the phrase "interested", and "нет, не
 интересно" can never match "интересно". Tokens match fuzzily (rapidfuzz) so a
 misrecognised "intrested" still counts; stems (snowball, English and Russian)
@@ -40,21 +41,29 @@ _CONTRACTIONS = [
 _NO_APOSTROPHE = {"dont": "do not", "doesnt": "does not", "didnt": "did not", "cant": "can not", "wont": "will not",
                   "isnt": "is not", "arent": "are not", "im": "i am", "wasnt": "was not", "havent": "have not"}
 
-# Words that negate what follows within their clause, up to WIDE_SCOPE content words.
-_NEGATORS_WIDE = {"en": {"not", "never", "neither", "nor", "without"},
+# Polarity of a token. A hard negation ("not", "не") is the opposite of the
+# plain word: a phrase said negated is vetoed. A soft one comes from "no"/"нет"
+# right before a word: "no time" is a negation, but ASR drops the comma in
+# "no, call me later", so a soft negation only weakens a plain match.
+PLAIN, SOFT, HARD = 0, 1, 2
+_SOFT_FACTOR = 0.75
+
+# Words that negate the next content word of their clause (function words such
+# as "really", "very", "очень" are skipped: "not really interested").
+_NEGATORS_HARD = {"en": {"not", "never", "neither", "nor", "without"},
                   "ru": {"не", "ни", "никогда", "без"}}
-# Words that negate only the very next content word ("no time", "нет времени");
-# they stay answers of their own otherwise ("no, I am interested").
-_NEGATORS_NEXT = {"en": {"no", "nothing", "none"}, "ru": {"нет", "ничего"}}
-_WIDE_SCOPE = 2
+# Words that softly negate the next content word ("no time", "нет на это
+# времени") and are answers of their own otherwise ("no, I am interested").
+_NEGATORS_SOFT = {"en": {"no", "nothing", "none"}, "ru": {"нет", "ничего", "неа"}}
 _CLAUSE_BREAKS = {"en": {"but", "however", "though", "although", "yet"}, "ru": {"но", "а", "однако", "зато", "хотя"}}
 _STOP_WORDS = {
     "en": set("a an the i me my we us our you your it its is am are was were be been to of in on at for with "
               "this that these those do does did have has had so just really very well oh uh um er ah please "
-              "and or would will can could should there here what about".split()),
+              "and or would will can could should there here what about all too quite even ever actually "
+              "particularly exactly totally that's".split()),
     "ru": set("я мы вы ты он она оно они меня нас вас тебя его ее их мне нам вам это этот эта то та и в на с к "
-              "по за у о об от до из же ли бы вот ну ой ах э а уж уже так просто очень пожалуйста есть было был "
-              "была будет что как".split()),
+              "по за у о об от до из же ли бы вот ну ой ах э а уж уже так просто очень пожалуйста было был "
+              "была будет что как совсем вообще особо особенно слишком сильно всё все даже".split()),
 }
 _STOP_WEIGHT = 0.3
 _CONTENT_WEIGHT = 1.0
@@ -69,16 +78,20 @@ _WORD = re.compile(r"[\w']+|[.,!?;:]+", re.UNICODE)
 class Token:
     stem: str
     word: str
-    negated: bool
+    polarity: int  # PLAIN, SOFT or HARD
     weight: float
     late: bool = False  # said after the last "but"/"но"
+
+    @property
+    def negated(self) -> bool:
+        return self.polarity != PLAIN
 
     @property
     def key(self) -> tuple[str, str]:
         return self.stem, self.word
 
     def __str__(self) -> str:
-        return ("¬" if self.negated else "") + self.stem
+        return ("", "~", "¬")[self.polarity] + self.stem
 
 
 @dataclass(frozen=True)
@@ -110,8 +123,8 @@ class Normalizer:
         self.language = language.split("-")[0].lower()
         algo = _STEMMERS.get(self.language)
         self._stemmer = snowballstemmer.stemmer(algo) if algo else None
-        self._wide = _NEGATORS_WIDE.get(self.language, set())
-        self._next = _NEGATORS_NEXT.get(self.language, set())
+        self._hard = _NEGATORS_HARD.get(self.language, set())
+        self._soft = _NEGATORS_SOFT.get(self.language, set())
         self._breaks = _CLAUSE_BREAKS.get(self.language, set())
         self._stop = _STOP_WORDS.get(self.language, set())
         self._known = frozenset(known_stems)
@@ -136,45 +149,40 @@ class Normalizer:
         words = self.words(text)
         last_break = max((i for i, w in enumerate(words) if w in self._breaks), default=-1)
         tokens: list[Token] = []
-        scope = 0  # content words still negated
-        next_only = False
+        pending = PLAIN  # the polarity the next content word takes
         for i, word in enumerate(words):
-            if not word[0].isalnum():  # punctuation ends a clause and its negation
-                scope, next_only = 0, False
-                continue
-            if word in self._breaks:
-                scope, next_only = 0, False
+            if not word[0].isalnum() or word in self._breaks:  # a clause ends, and its negation
+                pending = PLAIN
                 continue
             late = i > last_break >= 0
-            if word in self._wide:
-                tokens.append(Token(word, word, False, _STOP_WEIGHT, late))
-                scope, next_only = _WIDE_SCOPE, False
+            if word in self._hard:
+                tokens.append(Token(word, word, PLAIN, _STOP_WEIGHT, late))
+                pending = HARD
                 continue
-            if word in self._next:
-                tokens.append(Token(word, word, False, _CONTENT_WEIGHT, late))
-                scope, next_only = 1, True
+            if word in self._soft:
+                tokens.append(Token(word, word, PLAIN, _CONTENT_WEIGHT, late))
+                pending = SOFT
                 continue
-            stem, negated = self._fused_negation(word)
             is_stop = word in self._stop
-            if scope and not is_stop:
-                negated = True
-                scope -= 1
-            elif next_only and is_stop:
-                scope = 0  # "no, I am interested": "no" does not reach past a function word
-            if next_only and not is_stop:
-                next_only = False
-            tokens.append(Token(stem, word, negated, _STOP_WEIGHT if is_stop else _CONTENT_WEIGHT, late))
+            if is_stop:
+                tokens.append(Token(self.stem(word), word, PLAIN, _STOP_WEIGHT, late))
+                continue
+            fused = self._fused_negation(word)
+            if fused:  # "неинтересно" is read exactly as "не интересно"
+                tokens.append(Token("не", "не", PLAIN, _STOP_WEIGHT, late))
+                tokens.append(Token(fused[0], fused[1], HARD, _CONTENT_WEIGHT, late))
+            else:
+                tokens.append(Token(self.stem(word), word, pending, _CONTENT_WEIGHT, late))
+            pending = PLAIN
         return tokens
 
-    def _fused_negation(self, word: str) -> tuple[str, bool]:
+    def _fused_negation(self, word: str) -> tuple[str, str] | None:
         # Russian writes some negations as one word: "неинтересно". Split only
         # when the rest is a word the intents use, so "неделя" stays a week.
-        stem = self.stem(word)
-        if self.language == "ru" and word.startswith("не") and len(word) > 5 and stem not in self._known:
-            rest = self.stem(word[2:])
-            if rest in self._known:
-                return rest, True
-        return stem, False
+        if self.language != "ru" or not word.startswith("не") or len(word) <= 5 or self.stem(word) in self._known:
+            return None
+        rest = self.stem(word[2:])
+        return (rest, word[2:]) if rest in self._known else None
 
 
 @dataclass
@@ -270,9 +278,11 @@ class IntentMatcher:
                 if sim < _TOKEN_SIM:
                     continue
                 if u.negated != p.negated:
-                    if sim >= _VETO_SIM and p.weight == _CONTENT_WEIGHT and u.weight == _CONTENT_WEIGHT:
-                        return 0.0, 0  # the person said the opposite of this phrase
-                    continue
+                    if HARD in (u.polarity, p.polarity):
+                        if sim >= _VETO_SIM and p.weight == _CONTENT_WEIGHT and u.weight == _CONTENT_WEIGHT:
+                            return 0.0, 0  # the person said the opposite of this phrase
+                        continue
+                    sim *= _SOFT_FACTOR
                 if sim > best and i not in used:
                     best, best_i = sim, i
             if best_i >= 0:

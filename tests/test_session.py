@@ -1,0 +1,177 @@
+"""The call session with fakes: timing of turns, barge-in, backchannels, silence, voicemail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voicebot.audio.frames import NARROWBAND
+from voicebot.dialplan import load_dialplan
+from voicebot.session import (
+    AmdVerdict,
+    CallSession,
+    CustomerSaid,
+    Interrupt,
+    NoInput,
+    PromptHeard,
+    SessionSettings,
+    TurnLatency,
+)
+from voicebot.testing import CustomerLine, FakeAsr, FakePrompts, FakeVoice, Timeline
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return load_dialplan(ROOT / "dialplans" / "demo_en.yaml").graph
+
+
+def run(graph, lines, *, detect_voicemail=False, **overrides):
+    settings = SessionSettings.from_dialplan(graph)
+    settings.detect_voicemail = detect_voicemail
+    for k, v in overrides.items():
+        setattr(settings, k, v)
+    asr = FakeAsr([line.text for line in lines])
+    session = CallSession(graph, asr, FakePrompts(), {"first_name": "Anna"}, settings, detector=FakeVoice())
+    timeline = Timeline(NARROWBAND, lines)
+    end = timeline.run(session)
+    return session, timeline, end
+
+
+def events(session, kind):
+    return [e for e in session.log if isinstance(e, kind)]
+
+
+def test_greeting_starts_on_the_first_frame(graph):
+    session, timeline, _ = run(graph, [CustomerLine("take me off your list", ms=1200)])
+    assert timeline.outbound[0] != NARROWBAND.silence()
+
+
+def test_full_conversation_follows_the_script(graph):
+    lines = [CustomerLine(t, ms=1000) for t in ("yes sure", "we use a spreadsheet", "yes", "tuesday", "yes")]
+    session, _, _ = run(graph, lines)
+    assert session.result_outcome == "meeting_booked"
+    assert session.engine.path == ["greeting", "discovery", "pitch", "propose_meeting", "confirm_meeting", "goodbye_meeting"]
+    assert session.ended
+
+
+def test_turn_latency_and_early_end_of_turn_on_a_complete_answer(graph):
+    lines = [CustomerLine("yes sure", ms=600), CustomerLine("we use a spreadsheet", ms=1200)]
+    session, _, _ = run(graph, lines)
+    said = events(session, CustomerSaid)
+    latencies = events(session, TurnLatency)
+    # "yes sure" matches an intent completely: the turn ends after the short silence
+    assert said[0].end_reason == "complete"
+    assert said[0].decision_ms - said[0].last_voice_ms == 240
+    # an open answer waits for the default silence
+    assert said[1].end_reason == "silence"
+    assert said[1].decision_ms - said[1].last_voice_ms == 600
+    for lat in latencies:
+        assert 0 <= lat.turn_ms <= 20  # the reply's first frame goes out on the next tick
+    assert latencies[0].voice_to_voice_ms <= 260
+
+
+def test_barge_in_with_real_words_stops_the_prompt(graph):
+    # speaks 1 s into the greeting: real words end it
+    lines = [CustomerLine("sorry I am busy right now call me later", ms=2000, delay_ms=1000, cue="prompt")]
+    session, _, _ = run(graph, lines)
+    kinds = [(e.kind, e.prompt_id) for e in events(session, Interrupt)]
+    assert kinds[:2] == [("pause", "greeting"), ("stop", "greeting")]
+    pause = events(session, Interrupt)[0]
+    assert pause.ts_ms - pause.onset_ms <= 150  # the bot goes quiet within the target
+    heard = [e for e in events(session, PromptHeard) if e.prompt_id == "greeting"][0]
+    assert heard.interrupted and 900 <= heard.played_ms <= 1300
+    assert session.engine.path[:2] == ["greeting", "ask_callback"]
+
+
+def test_backchannel_pauses_then_resumes_the_prompt(graph):
+    lines = [CustomerLine("uh huh", ms=400, delay_ms=1500, cue="prompt"), CustomerLine("take me off your list", ms=1500)]
+    session, _, _ = run(graph, lines)
+    kinds = [e.kind for e in events(session, Interrupt)]
+    assert kinds[:2] == ["pause", "resume"]
+    greeting = [e for e in events(session, PromptHeard) if e.prompt_id == "greeting"][0]
+    assert not greeting.interrupted and greeting.played_ms == greeting.total_ms
+    assert session.result_outcome == "dnc"
+
+
+def test_noise_without_words_resumes(graph):
+    lines = [CustomerLine("", ms=300, delay_ms=800, cue="prompt"), CustomerLine("don't call me again", ms=1500)]
+    session, _, _ = run(graph, lines)
+    assert [e.kind for e in events(session, Interrupt)][:2] == ["pause", "resume"]
+    assert session.result_outcome == "dnc"
+
+
+def test_silence_reprompts_after_the_timeout(graph):
+    session, _, _ = run(graph, [])
+    no_input = events(session, NoInput)
+    assert len(no_input) == 3
+    assert session.result_outcome == "unclear"
+    # the timer starts when the prompt has finished playing
+    first_prompt_end = [e for e in events(session, PromptHeard) if e.prompt_id == "greeting"][0].ts_ms
+    assert no_input[0].ts_ms - first_prompt_end == pytest.approx(6000, abs=40)
+
+
+def test_barge_in_not_allowed_keeps_playing(graph):
+    settings_lines = [CustomerLine("stop talking please", ms=800, delay_ms=500, cue="prompt"), CustomerLine("wrong number", ms=900)]
+    session, _, _ = run(graph, settings_lines)
+    assert events(session, Interrupt)  # allowed by default
+    # now forbid barge-in on every prompt
+    from voicebot.script import engine as engine_mod
+
+    session2 = None
+    original = engine_mod.ScriptEngine._say
+
+    def no_barge(self, prompt_id, prompt, barge_in, actions):
+        original(self, prompt_id, prompt, False, actions)
+
+    engine_mod.ScriptEngine._say = no_barge
+    try:
+        session2, _, _ = run(graph, settings_lines)
+    finally:
+        engine_mod.ScriptEngine._say = original
+    assert not events(session2, Interrupt)
+    greeting = [e for e in events(session2, PromptHeard) if e.prompt_id == "greeting"][0]
+    assert not greeting.interrupted
+
+
+def test_answering_machine_gives_voicemail(graph):
+    lines = [CustomerLine("hi you have reached anna please leave a message after the tone", ms=4000, delay_ms=200, cue="prompt")]
+    session, _, _ = run(graph, lines, detect_voicemail=True)
+    verdicts = events(session, AmdVerdict)
+    assert verdicts and verdicts[0].kind == "machine"
+    assert session.result_outcome == "voicemail" and session.ended
+
+
+def test_short_hello_is_a_person(graph):
+    lines = [CustomerLine("hello", ms=500, delay_ms=100, cue="prompt"), CustomerLine("wrong number", ms=900)]
+    session, _, _ = run(graph, lines, detect_voicemail=True)
+    assert events(session, AmdVerdict)[0].kind == "human"
+    assert session.result_outcome == "wrong_number"
+
+
+def test_listen_restricts_asr_to_the_node_vocabulary_plus_backchannels(graph):
+    session, _, _ = run(graph, [CustomerLine("wrong number", ms=900)])
+    vocab = session.asr.vocabularies[0]
+    assert "i have a minute" in vocab and "uh" in vocab and "talk to a person" in vocab
+
+
+def test_dtmf_and_remote_hangup(graph):
+    settings = SessionSettings.from_dialplan(graph)
+    settings.detect_voicemail = False
+    session = CallSession(graph, FakeAsr([]), FakePrompts(), {}, settings, detector=FakeVoice())
+    session.start(0)
+    session.dtmf("5", 100)  # no DTMF routes in the greeting: a no-match reprompt
+    assert session.engine.turns[-1].result == "no_match"
+    session.remote_hangup(200)
+    assert session.ended and session.result_outcome == "customer_hangup"
+    heard = events(session, PromptHeard)
+    assert heard and all(e.interrupted for e in heard)
+
+
+def test_goodbye_plays_out_before_the_call_ends(graph):
+    session, timeline, end = run(graph, [CustomerLine("you have the wrong number", ms=1200)])
+    goodbye = [e for e in events(session, PromptHeard) if e.prompt_id == "wrong_number_goodbye"][0]
+    assert not goodbye.interrupted and goodbye.played_ms == goodbye.total_ms
+    assert end >= goodbye.ts_ms

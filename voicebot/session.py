@@ -1,0 +1,453 @@
+"""One call: where audio, speech and the script meet, and nowhere else.
+
+The media side calls two methods every 20 ms:
+
+- ``next_outbound(ts_ms)``: the frame to send (prompt audio or silence). Cheap:
+  it only slices bytes, so the telephony clock thread may call it.
+- ``on_inbound(frame, ts_ms)``: a frame from the person. Runs voice detection,
+  answering-machine detection, barge-in, recognition and end-of-turn, feeds
+  the script engine and queues the prompts it asks for.
+
+The session never decides what to say (the engine does) and never touches SIP:
+transfers, hangups and DTMF-out are requests the telephony layer picks up.
+Every timing the targets care about (end of speech → first bot frame, barge-in
+stop delay, how much of each prompt was heard) is recorded in ``log``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol
+
+from voicebot.audio.amd import AmdResult, AnsweringMachineDetector
+from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_words
+from voicebot.audio.endpoint import Endpointer, EndOfTurn
+from voicebot.audio.frames import AudioFormat, read_wav
+from voicebot.audio.playout import PlaybackFinished, PlaybackStarted, Playout
+from voicebot.audio.resample import resample
+from voicebot.audio.vad import SpeechSegmenter, SpeechStarted, SpeechStopped, VoiceDetector
+from voicebot.script.engine import (
+    Action,
+    BargeIn,
+    CallerHangup,
+    Dtmf,
+    Hangup,
+    Heard,
+    Listen,
+    PromptDone,
+    Say,
+    ScriptEngine,
+    Silence,
+    Transfer,
+    TransferResult,
+)
+from voicebot.script.graph import ScriptGraph
+from voicebot.speech.asr import AsrStream
+
+_COMPLETE_SCORE = 0.9  # a partial this close to an expected answer may end the turn early
+_PREROLL_MS = 400  # audio kept from before speech was confirmed, so ASR hears the onset
+
+
+class PromptSource(Protocol):
+    def get(self, text: str, rate_hz: int) -> bytes: ...
+
+
+# --- what the session records (a closed set) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BotSaid:
+    ts_ms: int
+    prompt_id: str
+    text: str | None
+
+
+@dataclass(frozen=True)
+class PromptHeard:
+    ts_ms: int
+    prompt_id: str
+    played_ms: int
+    total_ms: int
+    interrupted: bool
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    ts_ms: int
+    kind: str  # pause | resume | stop
+    prompt_id: str | None
+    onset_ms: int | None  # when the person started speaking
+    words: str = ""
+
+
+@dataclass(frozen=True)
+class CustomerSaid:
+    ts_ms: int
+    node: str
+    text: str
+    confidence: float
+    end_reason: str
+    last_voice_ms: int
+    decision_ms: int  # when end of turn was decided
+    compute_ms: float  # wall time to flush ASR, run the engine and fetch prompts
+
+
+@dataclass(frozen=True)
+class TurnLatency:
+    node: str
+    decision_ms: int
+    last_voice_ms: int
+    bot_audio_ms: int  # first frame of the reply on the wire
+
+    @property
+    def turn_ms(self) -> int:
+        return self.bot_audio_ms - self.decision_ms
+
+    @property
+    def voice_to_voice_ms(self) -> int:
+        return self.bot_audio_ms - self.last_voice_ms
+
+
+@dataclass(frozen=True)
+class AmdVerdict:
+    ts_ms: int
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoInput:
+    ts_ms: int
+    node: str
+
+
+SessionEvent = BotSaid | PromptHeard | Interrupt | CustomerSaid | TurnLatency | AmdVerdict | NoInput
+
+
+@dataclass
+class SessionSettings:
+    fmt: AudioFormat
+    vad_aggressiveness: int = 2
+    min_level_dbfs: float = -50.0
+    speech_start_ms: int = 100
+    speech_end_ms: int = 300
+    end_of_turn_ms: int = 600
+    complete_end_of_turn_ms: int = 240
+    max_turn_ms: int = 15000
+    barge_in_confirm_ms: int = 900
+    answer_tail_ms: int = 800
+    backchannels: frozenset[str] = frozenset()
+    detect_voicemail: bool = True
+    voicemail_greeting_max_ms: int = 2400
+    voicemail_message: str | None = None
+
+    @classmethod
+    def from_dialplan(cls, graph: ScriptGraph) -> SessionSettings:
+        speech = graph.dialplan.speech
+        tt = speech.turn_taking
+        vm = graph.dialplan.voicemail
+        return cls(
+            fmt=AudioFormat(speech.rate_hz),
+            vad_aggressiveness=tt.vad_aggressiveness,
+            min_level_dbfs=tt.min_level_dbfs,
+            speech_start_ms=tt.speech_start_ms,
+            speech_end_ms=tt.speech_end_ms,
+            end_of_turn_ms=tt.end_of_turn_ms,
+            complete_end_of_turn_ms=tt.complete_end_of_turn_ms,
+            max_turn_ms=tt.max_turn_ms,
+            barge_in_confirm_ms=tt.barge_in_confirm_ms,
+            answer_tail_ms=tt.answer_tail_ms,
+            backchannels=backchannel_words(speech.language, tt.backchannels),
+            detect_voicemail=vm.detect,
+            voicemail_greeting_max_ms=vm.greeting_max_ms,
+            voicemail_message=vm.message.text if vm.message else None,
+        )
+
+
+@dataclass
+class _Turn:
+    onset_ms: int
+    partial: str = ""
+    complete: bool = False
+
+
+class CallSession:
+    """One call's audio ↔ speech ↔ script loop. Build per call; not thread-safe except ``next_outbound``."""
+
+    def __init__(
+        self,
+        graph: ScriptGraph,
+        asr: AsrStream,
+        prompts: PromptSource,
+        contact: Mapping[str, object] | None = None,
+        settings: SessionSettings | None = None,
+        detector: VoiceDetector | None = None,
+    ) -> None:
+        self.graph = graph
+        self.settings = s = settings or SessionSettings.from_dialplan(graph)
+        self.fmt = s.fmt
+        self.asr = asr
+        self.prompts = prompts
+        self.engine = ScriptEngine(graph, contact)
+        self.playout = Playout(s.fmt)
+        self.detector = detector or VoiceDetector(s.fmt, s.vad_aggressiveness, s.min_level_dbfs)
+        self.segmenter = SpeechSegmenter(s.speech_start_ms, s.speech_end_ms, s.fmt.frame_ms)
+        self.bargein = BargeInDetector(s.backchannels, s.barge_in_confirm_ms, s.answer_tail_ms)
+        self.endpointer = Endpointer(s.end_of_turn_ms, s.complete_end_of_turn_ms, s.max_turn_ms, s.fmt.frame_ms)
+        self.amd = AnsweringMachineDetector(s.fmt, greeting_max_ms=s.voicemail_greeting_max_ms) if s.detect_voicemail else None
+        self.log: list[SessionEvent] = []
+        self.outcome: str | None = None  # set when the call should end (after playout drains)
+        self.transfer_requested: Transfer | None = None
+        self.ended = False
+        self._preroll: deque[tuple[int, bytes]] = deque(maxlen=_PREROLL_MS // s.fmt.frame_ms)
+        self._capturing = False  # frames go to ASR
+        self._turn: _Turn | None = None
+        self._listening: Listen | None = None
+        self._idle_since: int | None = None  # listening, nothing playing, nobody speaking
+        self._barge_in: dict[str, bool] = {}
+        self._awaiting_reply: EndOfTurn | None = None
+        self._awaiting_node = ""
+        self._voicemail = False
+        self._wav_cache: dict[Path, bytes] = {}
+        self._last_ts = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, ts_ms: int = 0) -> None:
+        """The call was answered: queue the greeting at once."""
+        self._execute(self.engine.start(), ts_ms)
+
+    def dtmf(self, digit: str, ts_ms: int) -> None:
+        if not self.ended and self.outcome is None:
+            self._execute(self.engine.handle(Dtmf(digit)), ts_ms)
+
+    def transfer_result(self, ok: bool, ts_ms: int, reason: str = "") -> None:
+        self.transfer_requested = None
+        self._execute(self.engine.handle(TransferResult(ok, reason)), ts_ms)
+        if ok:
+            self.outcome = self.engine.outcome
+
+    def remote_hangup(self, ts_ms: int) -> None:
+        for done in self.playout.clear(ts_ms):
+            self._prompt_finished(done)
+        self.engine.handle(CallerHangup())
+        if self.outcome is None:
+            self.outcome = self.engine.outcome
+        self.ended = True
+
+    @property
+    def listening(self) -> bool:
+        """The script waits for the person (whether or not a prompt still plays)."""
+        return self._listening is not None and self.outcome is None
+
+    @property
+    def result_outcome(self) -> str | None:
+        return "voicemail" if self._voicemail else (self.outcome or self.engine.outcome)
+
+    # -- the media tick ---------------------------------------------------------------------------
+
+    def next_outbound(self, ts_ms: int) -> bytes:
+        frame = self.playout.read_frame(ts_ms)
+        self.detector.note_played(frame)
+        return frame
+
+    def on_inbound(self, frame: bytes, ts_ms: int) -> None:
+        self._last_ts = ts_ms
+        self._playback_events(ts_ms)
+        if self.ended:
+            return
+        voiced = self.detector.is_voice(frame)
+        self._preroll.append((ts_ms, frame))
+        if self.amd is not None and self.amd.result is None:
+            verdict = self.amd.process(frame, voiced)
+            if verdict:
+                self._amd(verdict, ts_ms)
+        if self._voicemail:
+            self._voicemail_tick(voiced, ts_ms)
+            return
+        event = self.segmenter.process(voiced, ts_ms)
+        if isinstance(event, SpeechStarted):
+            self._speech_started(event, ts_ms)
+        if self._capturing:
+            self._recognise(frame, ts_ms)
+        if isinstance(event, SpeechStopped):
+            self._interrupt(self.bargein.speech_stopped(self.playout.remaining_ms()), ts_ms)
+        self._interrupt(self.bargein.tick(ts_ms), ts_ms)
+        if self.endpointer.in_turn and self._turn is not None:
+            end = self.endpointer.process(voiced, ts_ms, self._turn.complete)
+            if end:
+                self._end_of_turn(end, ts_ms)
+        self._no_input(ts_ms)
+        self._maybe_end(ts_ms)
+
+    # -- speech -------------------------------------------------------------------------------------
+
+    def _speech_started(self, event: SpeechStarted, ts_ms: int) -> None:
+        if self._listening is None or self.outcome is not None:
+            return  # nobody is listening (goodbye, handoff): speech is not a turn
+        current = self.playout.current
+        if current is not None:
+            allowed = self._barge_in.get(current[0], True)
+            if self.bargein.speech_started(event.onset_ms, prompt_playing=not self.playout.paused, allowed=allowed):
+                self.playout.pause()
+                self.log.append(Interrupt(ts_ms, "pause", current[0], event.onset_ms))
+                self._begin_capture(event.onset_ms)
+            return
+        self._begin_capture(event.onset_ms)
+        self.endpointer.begin(event.onset_ms)
+        self._idle_since = None
+
+    def _begin_capture(self, onset_ms: int) -> None:
+        self.asr.reset()
+        self._turn = _Turn(onset_ms)
+        self._capturing = True
+        for ts, frame in self._preroll:
+            if ts >= onset_ms - self.fmt.frame_ms:
+                self._push(frame)
+
+    def _recognise(self, frame: bytes, ts_ms: int) -> None:
+        self._push(frame)
+        if self.bargein.pending and self._turn is not None:
+            self._interrupt(self.bargein.heard(self._turn.partial, self.playout.remaining_ms()), ts_ms)
+
+    def _push(self, frame: bytes) -> None:
+        for result in self.asr.push(frame):
+            if self._turn is not None and result.text and result.text != self._turn.partial:
+                self._turn.partial = result.text if not result.final else (self._turn.partial + " " + result.text).strip()
+                self._turn.complete = self._is_complete(self._turn.partial)
+
+    def _is_complete(self, text: str) -> bool:
+        if self._listening is None:
+            return False
+        matcher = self.graph.nodes[self._listening.node].matcher
+        found = matcher.match(text) if matcher else None
+        return bool(found and found.score >= _COMPLETE_SCORE)
+
+    def _interrupt(self, decision: Interruption | None, ts_ms: int) -> None:
+        if decision is None:
+            return
+        current = self.playout.current
+        prompt_id = current[0] if current else None
+        words = self._turn.partial if self._turn else ""
+        self.log.append(Interrupt(ts_ms, decision.value, prompt_id, self._turn.onset_ms if self._turn else None, words))
+        if decision is Interruption.RESUME:
+            self.playout.resume()
+            self._capturing = False
+            self._turn = None
+            self.asr.reset()
+            return
+        # STOP: the prompt is over and the person has the turn that began at the onset
+        for done in self.playout.clear(ts_ms):
+            if done.played_ms < done.total_ms:
+                self.engine.handle(BargeIn(done.prompt_id, done.played_ms))
+            self._prompt_finished(done)
+        if self._turn is not None:
+            self.endpointer.begin(self._turn.onset_ms)
+
+    def _end_of_turn(self, end: EndOfTurn, ts_ms: int) -> None:
+        started = time.perf_counter()
+        final = self.asr.flush()
+        turn = self._turn
+        text = final.text or (turn.partial if turn else "")
+        self._capturing = False
+        self._turn = None
+        node = self._listening.node if self._listening else ""
+        actions = self.engine.handle(Heard(text, final.confidence if final.text else 0.5))
+        self._execute(actions, ts_ms)
+        compute_ms = (time.perf_counter() - started) * 1000
+        self.log.append(CustomerSaid(ts_ms, node, text, final.confidence, end.reason, end.last_voice_ms, end.ts_ms, round(compute_ms, 2)))
+        self._awaiting_reply, self._awaiting_node = end, node
+
+    def _no_input(self, ts_ms: int) -> None:
+        if self._listening is None or self.outcome is not None:
+            self._idle_since = None
+            return
+        busy = self.playout.active or self.endpointer.in_turn or self.bargein.pending or self.segmenter.speaking
+        if busy:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = ts_ms
+        elif ts_ms - self._idle_since >= self._listening.no_input_timeout_s * 1000:
+            self._idle_since = None
+            self.log.append(NoInput(ts_ms, self._listening.node))
+            self._execute(self.engine.handle(Silence()), ts_ms)
+
+    # -- answering machines -------------------------------------------------------------------------
+
+    def _amd(self, verdict: AmdResult, ts_ms: int) -> None:
+        self.log.append(AmdVerdict(ts_ms, verdict.kind, verdict.reason))
+        if verdict.kind != "machine" or self.engine.turns:
+            return  # a person, or someone already answered the script
+        self._voicemail = True
+        for done in self.playout.clear(ts_ms):
+            self._prompt_finished(done)
+        self._listening = None
+        self._capturing = False
+        self._beep_or_quiet_ms = 0 if verdict.reason != "beep" else 10**9
+
+    def _voicemail_tick(self, voiced: bool, ts_ms: int) -> None:
+        # Leave the message after the beep (or once the greeting has gone quiet), then hang up.
+        if self.outcome is not None:
+            self._maybe_end(ts_ms)
+            return
+        if self.amd is not None and self.amd._beep.process(self._preroll[-1][1]):
+            self._beep_or_quiet_ms = 10**9
+        self._beep_or_quiet_ms = 0 if voiced and self._beep_or_quiet_ms < 10**9 else self._beep_or_quiet_ms + self.fmt.frame_ms
+        if self._beep_or_quiet_ms >= 1500:
+            if self.settings.voicemail_message:
+                from voicebot.script.templates import render
+
+                text = render(self.settings.voicemail_message, self.engine.values(), "voicemail message")
+                self._play("voicemail", text, None, ts_ms)
+            self.outcome = "voicemail"
+
+    # -- actions ----------------------------------------------------------------------------------------
+
+    def _execute(self, actions: list[Action], ts_ms: int) -> None:
+        for action in actions:
+            if isinstance(action, Say):
+                self._barge_in[action.prompt_id] = action.barge_in
+                self._play(action.prompt_id, action.text, action.wav, ts_ms)
+            elif isinstance(action, Listen):
+                self._listening = action
+                self._idle_since = None
+                self.asr.set_vocabulary(list(action.vocabulary) + sorted(self.settings.backchannels) if action.vocabulary else None)
+            elif isinstance(action, Transfer):
+                self._listening = None
+                self.transfer_requested = action
+            elif isinstance(action, Hangup):
+                self._listening = None
+                self.outcome = action.outcome
+
+    def _play(self, prompt_id: str, text: str | None, wav: Path | None, ts_ms: int) -> None:
+        pcm = self._wav(wav) if wav is not None else self.prompts.get(text or "", self.fmt.rate_hz)
+        self.playout.play(prompt_id, pcm)
+        self.log.append(BotSaid(ts_ms, prompt_id, text))
+
+    def _wav(self, path: Path) -> bytes:
+        if path not in self._wav_cache:
+            pcm, rate = read_wav(path)
+            self._wav_cache[path] = resample(pcm, rate, self.fmt.rate_hz)
+        return self._wav_cache[path]
+
+    def _playback_events(self, ts_ms: int) -> None:
+        for event in self.playout.take_events():
+            if isinstance(event, PlaybackStarted) and self._awaiting_reply is not None:
+                end = self._awaiting_reply
+                self.log.append(TurnLatency(self._awaiting_node, end.ts_ms, end.last_voice_ms, event.ts_ms))
+                self._awaiting_reply = None
+            elif isinstance(event, PlaybackFinished):
+                self._prompt_finished(event)
+
+    def _prompt_finished(self, done: PlaybackFinished) -> None:
+        self.log.append(PromptHeard(done.ts_ms, done.prompt_id, done.played_ms, done.total_ms, done.interrupted))
+        self.engine.handle(PromptDone(done.prompt_id, done.played_ms, done.interrupted))
+
+    def _maybe_end(self, ts_ms: int) -> None:
+        # Hang up only once the goodbye has been played out.
+        if self.outcome is not None and self.transfer_requested is None and not self.playout.active:
+            self.ended = True

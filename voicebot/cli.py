@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("tests", type=Path)
     t.add_argument("--show", action="store_true", help="print every conversation and an outcome table")
     t.set_defaults(func=cmd_test_script)
+
+    from voicebot.speech.models import register_cli
+
+    register_cli(sub)
     return p
 
 

@@ -9,12 +9,13 @@ are for the integration tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from voicebot.audio.frames import AudioFormat, rms_dbfs, to_array
+from voicebot.simulate import CallSimulator, CustomerAudio
 from voicebot.speech.asr import AsrResult
 
 _MARK = 1000
@@ -116,44 +117,9 @@ class CustomerLine:
     cue: str = "listening"  # listening: after the bot stops talking; prompt: after the bot starts a prompt
 
 
-@dataclass
-class Timeline:
-    """Drives a CallSession tick by tick with scripted customer lines; records both sides."""
+class Timeline(CallSimulator):
+    """The simulator driven by synthetic customer lines (utterance i is ``lines[i]``)."""
 
-    fmt: AudioFormat
-    lines: list[CustomerLine]
-    inbound: list[bytes] = field(default_factory=list)
-    outbound: list[bytes] = field(default_factory=list)
-
-    def run(self, session, max_ms: int = 120_000) -> int:
-        """Run until the session ends (or ``max_ms``); returns the end time."""
-        pending = list(enumerate(self.lines))
-        queue: list[bytes] = []
-        cue_at: int | None = None
-        was_playing = False
-        replied = True  # the bot has spoken since the customer's last line
-        session.start(0)
-        ts = 0
-        while ts < max_ms and not session.ended:
-            out = session.next_outbound(ts)
-            playing = session.playout.active and not session.playout.paused
-            if pending and not queue:
-                idx, line = pending[0]
-                if line.cue == "prompt" and playing and not was_playing:
-                    cue_at = ts
-                elif line.cue == "listening":
-                    bot_quiet = replied and not session.playout.active and session.listening
-                    cue_at = (cue_at if cue_at is not None else ts) if bot_quiet else None
-                if cue_at is not None and ts - cue_at >= line.delay_ms:
-                    queue = speech_frames(self.fmt, idx, line.ms)
-                    pending.pop(0)
-                    cue_at = None
-                    replied = False
-            replied = replied or (playing and not queue)
-            was_playing = playing
-            frame = queue.pop(0) if queue else self.fmt.silence()
-            session.on_inbound(frame, ts)
-            self.inbound.append(frame)
-            self.outbound.append(out)
-            ts += self.fmt.frame_ms
-        return ts
+    def __init__(self, fmt: AudioFormat, lines: Sequence[CustomerLine]) -> None:
+        turns = [CustomerAudio(speech_frames(fmt, i, line.ms), line.delay_ms, line.cue, line.text) for i, line in enumerate(lines)]
+        super().__init__(fmt, turns)

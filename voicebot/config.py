@@ -226,7 +226,7 @@ class Campaign(Frozen):
 
 
 class TtsSettings(Frozen):
-    engine: Literal["piper"] = "piper"
+    engine: Literal["piper", "espeak"] = "piper"  # espeak: espeak-ng, for languages with no Piper voice
     voice: str = "en_US-joe-medium"
     speaker: int | None = None
     length_scale: float = Field(1.0, gt=0.3, le=3.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -79,9 +79,9 @@ def mix(a: bytes, b: bytes) -> bytes:
     return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
 
-def read_wav(path: str | Path) -> tuple[bytes, int]:
-    """Mono 16-bit PCM and its rate from a WAV file (stereo is averaged to mono)."""
-    with wave.open(str(path), "rb") as w:
+def read_wav(path: str | Path | BinaryIO) -> tuple[bytes, int]:
+    """Mono 16-bit PCM and its rate from a WAV file or stream (stereo is averaged to mono)."""
+    with wave.open(path if hasattr(path, "read") else str(path), "rb") as w:
         if w.getsampwidth() != SAMPLE_WIDTH_BYTES:
             raise ValueError(f"{path}: {8 * w.getsampwidth()}-bit WAV; 16-bit PCM expected")
         channels, rate = w.getnchannels(), w.getframerate()

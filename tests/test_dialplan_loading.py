@@ -176,3 +176,10 @@ def test_readme_dialplan_example_is_valid(tmp_path):
     path.write_text(block.split("```")[0])
     loaded, problems = check_dialplan(path)
     assert loaded is not None and not problems, "\n".join(map(str, problems))
+
+
+def test_voicemail_message_template_is_checked(tmp_path):
+    path, text = mutate(tmp_path, "operators:", "voicemail:\n  message: 'Hi {frist_name}'\noperators:")
+    _, problems = check_dialplan(path)
+    (p,) = [p for p in problems if p.code == "unknown-template-variable"]
+    assert p.line == line_of(text, "frist_name") and "did you mean {first_name}" in p.message

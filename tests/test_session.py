@@ -175,3 +175,37 @@ def test_goodbye_plays_out_before_the_call_ends(graph):
     goodbye = [e for e in events(session, PromptHeard) if e.prompt_id == "wrong_number_goodbye"][0]
     assert not goodbye.interrupted and goodbye.played_ms == goodbye.total_ms
     assert end >= goodbye.ts_ms
+
+
+def _beep(ms: int, freq: int = 1000) -> list[bytes]:
+    import numpy as np
+
+    n = NARROWBAND.samples_per_frame
+    t = np.arange(8000 * ms // 1000) / 8000
+    tone = (8000 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes()
+    return [tone[i : i + 2 * n] for i in range(0, len(tone), 2 * n)]
+
+
+def test_voicemail_message_goes_out_after_the_beep(tmp_path):
+    from voicebot.simulate import CallSimulator, CustomerAudio
+    from voicebot.testing import speech_frames
+
+    text = (ROOT / "dialplans" / "demo_en.yaml").read_text()
+    text = text.replace("operators:", 'voicemail:\n  message: "Hi {first_name|there}, this is Alex from Cloudline. We will call you back."\noperators:', 1)
+    path = ROOT / "dialplans" / "demo_en.yaml"
+    dp = tmp_path / "vm.yaml"
+    dp.write_text(text)
+    g = load_dialplan(dp).graph
+    settings = SessionSettings.from_dialplan(g)
+    prompts = FakePrompts()
+    session = CallSession(g, FakeAsr(["hi you reached anna"]), prompts, {"first_name": "Anna"}, settings, detector=FakeVoice())
+    machine = speech_frames(NARROWBAND, 0, 3000) + [NARROWBAND.silence()] * 10 + _beep(400)
+    sim = CallSimulator(NARROWBAND, [CustomerAudio(machine, 100, "answer")])
+    sim.run(session, 60_000)
+    assert session.result_outcome == "voicemail"
+    assert prompts.requests[-1] == "Hi Anna, this is Alex from Cloudline. We will call you back."
+    message = [e for e in events(session, PromptHeard) if e.prompt_id == "voicemail"][0]
+    beep_end_ms = 100 + (150 + 10 + 20) * 20
+    assert not message.interrupted
+    assert message.ts_ms - message.played_ms >= beep_end_ms  # it started after the beep
+    assert path.read_text() != text  # the demo itself keeps no voicemail message

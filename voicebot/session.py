@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol
 
-from voicebot.audio.amd import AmdResult, AnsweringMachineDetector
+from voicebot.audio.amd import AmdResult, AnsweringMachineDetector, BeepDetector
 from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_words
 from voicebot.audio.endpoint import Endpointer, EndOfTurn
-from voicebot.audio.frames import AudioFormat, read_wav
+from voicebot.audio.frames import AudioFormat
 from voicebot.audio.playout import PlaybackFinished, PlaybackStarted, Playout
-from voicebot.audio.resample import resample
 from voicebot.audio.vad import SpeechSegmenter, SpeechStarted, SpeechStopped, VoiceDetector
 from voicebot.script.engine import (
     Action,
@@ -45,6 +44,7 @@ from voicebot.script.engine import (
     TransferResult,
 )
 from voicebot.script.graph import ScriptGraph
+from voicebot.script.templates import render
 from voicebot.speech.asr import AsrStream
 
 _COMPLETE_SCORE = 0.9  # a partial this close to an expected answer may end the turn early
@@ -52,7 +52,11 @@ _PREROLL_MS = 400  # audio kept from before speech was confirmed, so ASR hears t
 
 
 class PromptSource(Protocol):
+    """Prompt audio at the call's rate (``PromptCache`` in production)."""
+
     def get(self, text: str, rate_hz: int) -> bytes: ...
+
+    def get_wav(self, wav: Path, rate_hz: int) -> bytes: ...
 
 
 # --- what the session records (a closed set) -------------------------------------------------
@@ -167,6 +171,25 @@ class SessionSettings:
         )
 
 
+class VoicemailDrop:
+    """After a machine answered: the message goes out after the beep, or once the greeting has gone quiet."""
+
+    QUIET_MS = 1500  # some machines never beep
+
+    def __init__(self, fmt: AudioFormat, heard_beep: bool = False) -> None:
+        self.fmt = fmt
+        self._beep = BeepDetector(fmt)
+        self._heard_beep = heard_beep
+        self._quiet_ms = 0
+
+    def ready(self, frame: bytes, voiced: bool) -> bool:
+        if self._heard_beep or self._beep.process(frame):
+            self._heard_beep = True
+            return not voiced  # the beep has ended: the recording is on
+        self._quiet_ms = 0 if voiced else self._quiet_ms + self.fmt.frame_ms
+        return self._quiet_ms >= self.QUIET_MS
+
+
 @dataclass
 class _Turn:
     onset_ms: int
@@ -210,8 +233,7 @@ class CallSession:
         self._barge_in: dict[str, bool] = {}
         self._awaiting_reply: EndOfTurn | None = None
         self._awaiting_node = ""
-        self._voicemail = False
-        self._wav_cache: dict[Path, bytes] = {}
+        self._voicemail: VoicemailDrop | None = None
         self._last_ts = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -245,7 +267,7 @@ class CallSession:
 
     @property
     def result_outcome(self) -> str | None:
-        return "voicemail" if self._voicemail else (self.outcome or self.engine.outcome)
+        return "voicemail" if self._voicemail is not None else (self.outcome or self.engine.outcome)
 
     # -- the media tick ---------------------------------------------------------------------------
 
@@ -265,8 +287,8 @@ class CallSession:
             verdict = self.amd.process(frame, voiced)
             if verdict:
                 self._amd(verdict, ts_ms)
-        if self._voicemail:
-            self._voicemail_tick(voiced, ts_ms)
+        if self._voicemail is not None:
+            self._voicemail_tick(frame, voiced, ts_ms)
             return
         event = self.segmenter.process(voiced, ts_ms)
         if isinstance(event, SpeechStarted):
@@ -382,28 +404,20 @@ class CallSession:
         self.log.append(AmdVerdict(ts_ms, verdict.kind, verdict.reason))
         if verdict.kind != "machine" or self.engine.turns:
             return  # a person, or someone already answered the script
-        self._voicemail = True
         for done in self.playout.clear(ts_ms):
             self._prompt_finished(done)
         self._listening = None
         self._capturing = False
-        self._beep_or_quiet_ms = 0 if verdict.reason != "beep" else 10**9
+        self._voicemail = VoicemailDrop(self.fmt, heard_beep=verdict.reason == "beep")
 
-    def _voicemail_tick(self, voiced: bool, ts_ms: int) -> None:
-        # Leave the message after the beep (or once the greeting has gone quiet), then hang up.
-        if self.outcome is not None:
-            self._maybe_end(ts_ms)
-            return
-        if self.amd is not None and self.amd._beep.process(self._preroll[-1][1]):
-            self._beep_or_quiet_ms = 10**9
-        self._beep_or_quiet_ms = 0 if voiced and self._beep_or_quiet_ms < 10**9 else self._beep_or_quiet_ms + self.fmt.frame_ms
-        if self._beep_or_quiet_ms >= 1500:
+    def _voicemail_tick(self, frame: bytes, voiced: bool, ts_ms: int) -> None:
+        assert self._voicemail is not None
+        if self.outcome is None and self._voicemail.ready(frame, voiced):
             if self.settings.voicemail_message:
-                from voicebot.script.templates import render
-
                 text = render(self.settings.voicemail_message, self.engine.values(), "voicemail message")
                 self._play("voicemail", text, None, ts_ms)
             self.outcome = "voicemail"
+        self._maybe_end(ts_ms)
 
     # -- actions ----------------------------------------------------------------------------------------
 
@@ -424,15 +438,9 @@ class CallSession:
                 self.outcome = action.outcome
 
     def _play(self, prompt_id: str, text: str | None, wav: Path | None, ts_ms: int) -> None:
-        pcm = self._wav(wav) if wav is not None else self.prompts.get(text or "", self.fmt.rate_hz)
+        pcm = self.prompts.get_wav(wav, self.fmt.rate_hz) if wav is not None else self.prompts.get(text or "", self.fmt.rate_hz)
         self.playout.play(prompt_id, pcm)
         self.log.append(BotSaid(ts_ms, prompt_id, text))
-
-    def _wav(self, path: Path) -> bytes:
-        if path not in self._wav_cache:
-            pcm, rate = read_wav(path)
-            self._wav_cache[path] = resample(pcm, rate, self.fmt.rate_hz)
-        return self._wav_cache[path]
 
     def _playback_events(self, ts_ms: int) -> None:
         for event in self.playout.take_events():

@@ -106,6 +106,13 @@ class FakePrompts:
         t = np.arange(n) / rate_hz
         return (2000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
 
+    def get_wav(self, wav, rate_hz: int) -> bytes:
+        from voicebot.audio.frames import read_wav
+        from voicebot.audio.resample import resample
+
+        pcm, rate = read_wav(wav)
+        return resample(pcm, rate, rate_hz)
+
 
 @dataclass
 class CustomerLine:

@@ -250,7 +250,9 @@ def _check_templates(doc: YamlFile, data: dict, script: dict, nodes: dict) -> li
         if isinstance(capture.get("slot"), str):
             names.add(capture["slot"])
     problems = []
-    for loc, text in _prompts(script, nodes):
+    voicemail = _dict(data.get("voicemail")).get("message")
+    extra = [(("voicemail", "message"), voicemail)] if isinstance(voicemail, str) else []
+    for loc, text in [*_prompts(script, nodes), *extra]:
         syntax = template_syntax_error(text)
         if syntax:
             problems.append(doc.problem(loc, syntax, "template-syntax"))

@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--show", action="store_true", help="print every conversation and an outcome table")
     t.set_defaults(func=cmd_test_script)
 
+    sim = sub.add_parser("simulate", help="run a whole call without SIP: the customer's turns come from WAV files")
+    sim.add_argument("dialplan", type=Path)
+    sim.add_argument("--audio", type=Path, required=True, help="a directory of WAVs, one per turn (name order; '@prompt+MS' in a name barges in MS after a prompt starts), or one WAV played from the answer")
+    sim.add_argument("--out", type=Path, default=Path("simulation"), help="where call.wav (customer left, bot right) and call.json go")
+    sim.add_argument("--contact", action="append", default=[], metavar="FIELD=VALUE")
+    sim.add_argument("--cache", type=Path, default=None, help="prompt cache directory (default: ~/.cache/voicebot/prompts)")
+    sim.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
+    sim.add_argument("--reaction-ms", type=int, default=400, help="customer's pause before answering")
+    sim.add_argument("--max-s", type=int, default=300)
+    sim.set_defaults(func=cmd_simulate)
+
     from voicebot.speech.models import register_cli
 
     register_cli(sub)
@@ -160,6 +171,54 @@ def _print_actions(out: Console, actions, describe) -> None:
     for action in actions:
         text = describe(action)
         out.print(escape(text), style="bold cyan" if isinstance(action, Say) else "dim", soft_wrap=True)
+
+
+# --- simulate ------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "voicebot" / "prompts"
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from voicebot.audio.frames import AudioFormat
+    from voicebot.session import CallSession
+    from voicebot.simulate import load_customer_audio, simulate_call
+    from voicebot.speech.models import models_dir
+    from voicebot.speech.prompt_cache import PromptCache
+    from voicebot.speech.select import make_asr_engine
+    from voicebot.speech.tts import make_tts
+
+    out = Console(highlight=False)
+    loaded = load_dialplan(args.dialplan)
+    speech = loaded.dialplan.speech
+    contact = _contact_from_flags(args.contact, loaded, out)
+    fmt = AudioFormat(speech.rate_hz)
+    mdir = args.models or models_dir()
+    try:
+        customer = load_customer_audio(args.audio, fmt, args.reaction_ms)
+    except (OSError, ValueError, EOFError) as exc:
+        raise VoicebotError(f"{args.audio}: {exc}", code="bad-audio") from exc
+    cache = PromptCache(args.cache or default_cache_dir(), make_tts(speech.tts, speech.language, mdir))
+    asr = make_asr_engine(speech.asr, speech.language, mdir)
+    session = CallSession(loaded.graph, asr.stream(fmt.rate_hz), cache, contact)
+    rep, _ = simulate_call(session, customer, args.out, args.max_s * 1000)
+    table = Table(title=f"Turns ({asr.name}, {fmt.rate_hz} Hz)")
+    for col in ("#", "node", "heard", "end", "speech end → bot audio", "compute"):
+        table.add_column(col, justify="right" if col in ("#", "speech end → bot audio", "compute") else "left")
+    for i, t in enumerate(rep.turns, start=1):
+        v2v = f"{t['end_of_speech_to_bot_audio_ms']} ms" if t["end_of_speech_to_bot_audio_ms"] is not None else "-"
+        table.add_row(str(i), t["node"], escape(t["text"]), t["end_reason"], v2v, f"{t['compute_ms']:.0f} ms")
+    out.print(table)
+    for it in rep.interruptions:
+        out.print(escape(f"  {it['ts_ms']} ms: {it['kind']} {it['prompt_id']} (speech onset {it['onset_ms']} ms) {it['words']!r}"))
+    out.print(escape(f"outcome: {rep.outcome}"))
+    out.print(escape(f"path: {' → '.join(rep.path)}"), soft_wrap=True)
+    out.print(escape(f"wrote {args.out / 'call.wav'} (customer left, bot right) and {args.out / 'call.json'}"))
+    return 0
 
 
 # --- test-script ---------------------------------------------------------------------------------

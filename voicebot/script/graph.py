@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from voicebot.config import SYSTEM_OUTCOMES, Dialplan, Node, Prompt, Route
 from voicebot.script.intents import IntentMatcher, IntentSpec
+from voicebot.script.slot_phrases import slot_phrases
 from voicebot.script.templates import template_fields, template_syntax_error
 from voicebot.yamlfile import Loc, Problem, YamlFile, plain
 
@@ -309,9 +310,16 @@ class CompiledNode:
     no_match_reprompt: Prompt
     min_confidence: float
 
+    language: str = "en"
+
     def vocabulary(self) -> list[str]:
-        """Every phrase this node expects (local and global), for a restricted ASR grammar."""
-        return self.matcher.vocabulary() if self.matcher else []
+        """Every phrase this node expects (intents, globals, what its capture slot may be), for a
+        restricted ASR grammar; empty when the node takes free text (no grammar)."""
+        capture = self.node.capture
+        slot = slot_phrases(capture.type, self.language) if capture else ()
+        if slot is None:
+            return []
+        return list(dict.fromkeys([*(self.matcher.vocabulary() if self.matcher else []), *slot]))
 
     def route_for(self, intent: str) -> tuple[Route, bool]:
         if intent in self.routes:
@@ -361,6 +369,7 @@ class ScriptGraph:
                 no_input_reprompt=node.on_no_input.reprompt or node.reprompt or d.no_input_reprompt,
                 no_match_reprompt=node.on_no_match.reprompt or d.no_match_reprompt,
                 min_confidence=d.min_confidence if node.min_confidence is None else node.min_confidence,
+                language=dialplan.speech.language,
             )
         return graph
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_words, words_of
+from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_phrases, backchannel_words, words_of
 from voicebot.audio.endpoint import Endpointer
 from voicebot.audio.frames import NARROWBAND, WIDEBAND, gain, interleave, mix, rms_dbfs, split_frames
 from voicebot.audio.playout import PlaybackFinished, PlaybackStarted, Playout
@@ -41,7 +41,7 @@ def test_segmenter_ends_after_end_ms_of_silence_and_bridges_short_pauses():
     assert stop.ts_ms - stop.last_voice_ms == 300
 
 
-BC = backchannel_words("en")
+BC = backchannel_words(backchannel_phrases("en"))
 
 
 def test_words_of_drops_unk_and_splits_hyphens():
@@ -56,9 +56,15 @@ def test_backchannel_resumes():
     assert not d.pending
 
 
+def speak(d, ms):
+    for _ in range(ms // 20):
+        d.voiced(20)
+
+
 def test_real_words_stop_as_soon_as_heard():
     d = BargeInDetector(BC)
     d.speech_started(1000, True, True)
+    speak(d, 300)
     assert d.heard("yeah", 3000) is None
     assert d.heard("yeah stop i am busy", 3000) is Interruption.STOP
 
@@ -79,15 +85,26 @@ def test_no_pause_when_barge_in_not_allowed_or_nothing_plays():
 def test_yes_at_the_end_of_a_question_is_an_answer():
     d = BargeInDetector(BC, answer_tail_ms=800)
     d.speech_started(0, True, True)
+    speak(d, 300)
     assert d.heard("yes", remaining_ms=500) is Interruption.STOP
 
 
+def test_a_short_burst_is_never_words():
+    # a grammar-bound recogniser hears a cough as some word: too short to count
+    d = BargeInDetector(BC, min_speech_ms=250)
+    d.speech_started(0, True, True)
+    speak(d, 120)
+    assert d.heard("that", 3000) is None
+    assert d.speech_stopped(3000) is Interruption.RESUME
+
+
 def test_backchannels_per_language_and_override():
-    ru = BargeInDetector(backchannel_words("ru"))
+    ru = BargeInDetector(backchannel_words(backchannel_phrases("ru")))
     ru.speech_started(0, True, True)
+    speak(ru, 400)
     assert ru.heard("угу да-да", 5000) is None
     assert ru.heard("угу да-да стоп", 5000) is Interruption.STOP
-    custom = backchannel_words("en", ["aha"])
+    custom = backchannel_words(backchannel_phrases("en", ["aha"]))
     assert custom == frozenset({"aha"})
 
 

@@ -192,7 +192,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from voicebot.speech.select import make_asr_engine
     from voicebot.speech.tts import make_tts
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     loaded = load_dialplan(args.dialplan)
     speech = loaded.dialplan.speech
     contact = _contact_from_flags(args.contact, loaded, out)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping, Protocol
 
 from voicebot.audio.amd import AmdResult, AnsweringMachineDetector, BeepDetector
-from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_words
+from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_phrases, backchannel_words
 from voicebot.audio.endpoint import Endpointer, EndOfTurn
 from voicebot.audio.frames import AudioFormat
 from voicebot.audio.playout import PlaybackFinished, PlaybackStarted, Playout
@@ -143,7 +143,7 @@ class SessionSettings:
     max_turn_ms: int = 15000
     barge_in_confirm_ms: int = 900
     answer_tail_ms: int = 800
-    backchannels: frozenset[str] = frozenset()
+    backchannels: tuple[str, ...] = ()  # phrases; also offered to the recogniser while it listens
     detect_voicemail: bool = True
     voicemail_greeting_max_ms: int = 2400
     voicemail_message: str | None = None
@@ -164,7 +164,7 @@ class SessionSettings:
             max_turn_ms=tt.max_turn_ms,
             barge_in_confirm_ms=tt.barge_in_confirm_ms,
             answer_tail_ms=tt.answer_tail_ms,
-            backchannels=backchannel_words(speech.language, tt.backchannels),
+            backchannels=backchannel_phrases(speech.language, tt.backchannels),
             detect_voicemail=vm.detect,
             voicemail_greeting_max_ms=vm.greeting_max_ms,
             voicemail_message=vm.message.text if vm.message else None,
@@ -218,7 +218,7 @@ class CallSession:
         self.playout = Playout(s.fmt)
         self.detector = detector or VoiceDetector(s.fmt, s.vad_aggressiveness, s.min_level_dbfs)
         self.segmenter = SpeechSegmenter(s.speech_start_ms, s.speech_end_ms, s.fmt.frame_ms)
-        self.bargein = BargeInDetector(s.backchannels, s.barge_in_confirm_ms, s.answer_tail_ms)
+        self.bargein = BargeInDetector(backchannel_words(s.backchannels), s.barge_in_confirm_ms, s.answer_tail_ms)
         self.endpointer = Endpointer(s.end_of_turn_ms, s.complete_end_of_turn_ms, s.max_turn_ms, s.fmt.frame_ms)
         self.amd = AnsweringMachineDetector(s.fmt, greeting_max_ms=s.voicemail_greeting_max_ms) if s.detect_voicemail else None
         self.log: list[SessionEvent] = []
@@ -291,6 +291,8 @@ class CallSession:
             self._voicemail_tick(frame, voiced, ts_ms)
             return
         event = self.segmenter.process(voiced, ts_ms)
+        if voiced:
+            self.bargein.voiced(self.fmt.frame_ms)
         if isinstance(event, SpeechStarted):
             self._speech_started(event, ts_ms)
         if self._capturing:
@@ -429,7 +431,7 @@ class CallSession:
             elif isinstance(action, Listen):
                 self._listening = action
                 self._idle_since = None
-                self.asr.set_vocabulary(list(action.vocabulary) + sorted(self.settings.backchannels) if action.vocabulary else None)
+                self.asr.set_vocabulary([*action.vocabulary, *self.settings.backchannels] if action.vocabulary else None)
             elif isinstance(action, Transfer):
                 self._listening = None
                 self.transfer_requested = action

@@ -44,6 +44,7 @@ class CustomerAudio:
 class CallSimulator:
     fmt: AudioFormat
     turns: list[CustomerAudio]
+    transfer_ok: bool = True  # a handoff is answered by the (simulated) operator once the handoff prompt ends
     inbound: list[bytes] = field(default_factory=list)
     outbound: list[bytes] = field(default_factory=list)
 
@@ -75,6 +76,8 @@ class CallSimulator:
                     replied = False
             replied = replied or (playing and not queue)
             was_playing = playing
+            if session.transfer_requested is not None and not session.playout.active:
+                session.transfer_result(self.transfer_ok, ts, "" if self.transfer_ok else "simulated operator did not answer")
             frame = queue.pop(0) if queue else self.fmt.silence()
             session.on_inbound(frame, ts)
             self.inbound.append(frame)

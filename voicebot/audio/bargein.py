@@ -36,21 +36,30 @@ def words_of(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower().replace("ё", "е")) if w not in _NOT_WORDS]
 
 
-def backchannel_words(language: str, override: Iterable[str] | None = None) -> frozenset[str]:
-    phrases = override if override is not None else DEFAULT_BACKCHANNELS.get(language.split("-")[0], ())
+def backchannel_phrases(language: str, override: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The dialplan's backchannels, or the language's defaults (also offered to the recogniser as they are)."""
+    return tuple(override) if override is not None else DEFAULT_BACKCHANNELS.get(language.split("-")[0], ())
+
+
+def backchannel_words(phrases: Iterable[str]) -> frozenset[str]:
     return frozenset(w for p in phrases for w in words_of(p))
 
 
 class BargeInDetector:
-    def __init__(self, backchannels: frozenset[str], confirm_ms: int = 900, answer_tail_ms: int = 800) -> None:
+    """``min_speech_ms``: a recogniser restricted to a grammar turns a cough into a word,
+    so words only count once the person has been speaking for this long."""
+
+    def __init__(self, backchannels: frozenset[str], confirm_ms: int = 900, answer_tail_ms: int = 800, min_speech_ms: int = 250) -> None:
         self.backchannels = backchannels
         self.confirm_ms = confirm_ms
         self.answer_tail_ms = answer_tail_ms
+        self.min_speech_ms = min_speech_ms
         self.reset()
 
     def reset(self) -> None:
         self._pending_since: int | None = None
         self._heard: list[str] = []
+        self._speech_ms = 0
 
     @property
     def pending(self) -> bool:
@@ -62,6 +71,11 @@ class BargeInDetector:
         self._pending_since = onset_ms
         self._heard = []
         return Interruption.PAUSE
+
+    def voiced(self, frame_ms: int) -> None:
+        """One more voiced frame since the onset."""
+        if self.pending:
+            self._speech_ms += frame_ms
 
     def heard(self, text: str, remaining_ms: int) -> Interruption | None:
         """A partial (or final) recognition of what is being said over the prompt."""
@@ -88,7 +102,7 @@ class BargeInDetector:
         return None
 
     def _real_words(self, remaining_ms: int) -> bool:
-        if not self._heard:
+        if not self._heard or self._speech_ms < self.min_speech_ms:
             return False
         if remaining_ms <= self.answer_tail_ms:
             return True  # the question is (nearly) all out: any word is an answer

@@ -188,7 +188,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from voicebot.session import CallSession
     from voicebot.simulate import load_customer_audio, simulate_call
     from voicebot.speech.models import models_dir
-    from voicebot.speech.prompt_cache import PromptCache
+    from voicebot.speech.prompt_cache import PromptCache, prerender
     from voicebot.speech.select import make_asr_engine
     from voicebot.speech.tts import make_tts
 
@@ -203,6 +203,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except (OSError, ValueError, EOFError) as exc:
         raise VoicebotError(f"{args.audio}: {exc}", code="bad-audio") from exc
     cache = PromptCache(args.cache or default_cache_dir(), make_tts(speech.tts, speech.language, mdir))
+    # as a campaign does: every prompt known in advance is rendered before the call
+    pre = prerender(loaded.graph, cache, fmt.rate_hz, [contact])
+    out.print(escape(f"prompts: {pre.rendered} ready ({pre.synthesized} synthesised in {pre.synthesis_s:.1f} s); "
+                     f"{len(pre.midcall)} may need synthesis mid-call"), style="dim")
+    for failure in pre.failures:
+        out.print(escape(f"  {failure.where}: {failure.message}"), style="red")
     asr = make_asr_engine(speech.asr, speech.language, mdir)
     session = CallSession(loaded.graph, asr.stream(fmt.rate_hz), cache, contact)
     rep, _ = simulate_call(session, customer, args.out, args.max_s * 1000)

@@ -89,6 +89,14 @@ def test_yes_at_the_end_of_a_question_is_an_answer():
     assert d.heard("yes", remaining_ms=500) is Interruption.STOP
 
 
+def test_function_words_alone_do_not_interrupt():
+    d = BargeInDetector(BC, function_words=frozenset({"of", "the"}))
+    d.speech_started(0, True, True)
+    speak(d, 400)
+    assert d.heard("of", 3000) is None
+    assert d.heard("of course not", 3000) is Interruption.STOP
+
+
 def test_a_short_burst_is_never_words():
     # a grammar-bound recogniser hears a cough as some word: too short to count
     d = BargeInDetector(BC, min_speech_ms=250)

@@ -44,6 +44,7 @@ from voicebot.script.engine import (
     TransferResult,
 )
 from voicebot.script.graph import ScriptGraph
+from voicebot.script.intents import function_words
 from voicebot.script.templates import render
 from voicebot.speech.asr import AsrStream
 
@@ -218,7 +219,9 @@ class CallSession:
         self.playout = Playout(s.fmt)
         self.detector = detector or VoiceDetector(s.fmt, s.vad_aggressiveness, s.min_level_dbfs)
         self.segmenter = SpeechSegmenter(s.speech_start_ms, s.speech_end_ms, s.fmt.frame_ms)
-        self.bargein = BargeInDetector(backchannel_words(s.backchannels), s.barge_in_confirm_ms, s.answer_tail_ms)
+        self.bargein = BargeInDetector(
+            backchannel_words(s.backchannels), s.barge_in_confirm_ms, s.answer_tail_ms, function_words=function_words(graph.language)
+        )
         self.endpointer = Endpointer(s.end_of_turn_ms, s.complete_end_of_turn_ms, s.max_turn_ms, s.fmt.frame_ms)
         self.amd = AnsweringMachineDetector(s.fmt, greeting_max_ms=s.voicemail_greeting_max_ms) if s.detect_voicemail else None
         self.log: list[SessionEvent] = []

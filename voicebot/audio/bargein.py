@@ -46,11 +46,24 @@ def backchannel_words(phrases: Iterable[str]) -> frozenset[str]:
 
 
 class BargeInDetector:
-    """``min_speech_ms``: a recogniser restricted to a grammar turns a cough into a word,
-    so words only count once the person has been speaking for this long."""
+    """What counts as an interruption.
 
-    def __init__(self, backchannels: frozenset[str], confirm_ms: int = 900, answer_tail_ms: int = 800, min_speech_ms: int = 250) -> None:
+    A recogniser restricted to a grammar turns a cough into a word and a
+    backchannel into the start of some phrase ("uh-huh" → "of" of "of course"),
+    so words count only once the person has spoken for ``min_speech_ms``, and
+    only a word that is neither a backchannel nor a function word interrupts.
+    """
+
+    def __init__(
+        self,
+        backchannels: frozenset[str],
+        confirm_ms: int = 900,
+        answer_tail_ms: int = 800,
+        min_speech_ms: int = 250,
+        function_words: frozenset[str] = frozenset(),
+    ) -> None:
         self.backchannels = backchannels
+        self.function_words = function_words
         self.confirm_ms = confirm_ms
         self.answer_tail_ms = answer_tail_ms
         self.min_speech_ms = min_speech_ms
@@ -106,4 +119,4 @@ class BargeInDetector:
             return False
         if remaining_ms <= self.answer_tail_ms:
             return True  # the question is (nearly) all out: any word is an answer
-        return any(w not in self.backchannels for w in self._heard)
+        return any(w not in self.backchannels and w not in self.function_words for w in self._heard)

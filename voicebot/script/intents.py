@@ -65,6 +65,11 @@ _STOP_WORDS = {
               "по за у о об от до из же ли бы вот ну ой ах э а уж уже так просто очень пожалуйста было был "
               "была будет что как совсем вообще особо особенно слишком сильно всё все даже".split()),
 }
+def function_words(language: str) -> frozenset[str]:
+    """Words that carry little meaning alone ("of", "the", "я", "это")."""
+    return frozenset(_STOP_WORDS.get(language.split("-")[0].lower(), ()))
+
+
 _STOP_WEIGHT = 0.3
 _CONTENT_WEIGHT = 1.0
 _TOKEN_SIM = 0.80  # fuzzy similarity for two stems to count as the same word

@@ -449,7 +449,7 @@ class Node(Frozen):
             )
         if self.capture and not self.capture.next:
             raise ValueError("a node-level capture needs next: the node to go to once the slot is filled")
-        if not self.listens and self.capture is None and (self.on_no_input.next or self.on_no_match.next):
+        if not self.listens and (self.on_no_input.next or self.on_no_match.next):
             raise ValueError("on_no_input/on_no_match only apply to a node that listens")
         if self.hangup:
             _identifier(self.hangup, "outcome")

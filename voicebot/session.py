@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol
 
@@ -341,10 +341,10 @@ class CallSession:
             self._interrupt(self.bargein.heard(self._turn.partial, self.playout.remaining_ms()), ts_ms)
 
     def _push(self, frame: bytes) -> None:
-        for result in self.asr.push(frame):
+        for result in self.asr.push(frame):  # each result is the whole utterance so far
             if self._turn is not None and result.text and result.text != self._turn.partial:
-                self._turn.partial = result.text if not result.final else (self._turn.partial + " " + result.text).strip()
-                self._turn.complete = self._is_complete(self._turn.partial)
+                self._turn.partial = result.text
+                self._turn.complete = self._is_complete(result.text)
 
     def _is_complete(self, text: str) -> bool:
         if self._listening is None:
@@ -382,6 +382,7 @@ class CallSession:
         self._capturing = False
         self._turn = None
         node = self._listening.node if self._listening else ""
+        # an empty final with a partial left means the engine lost the tail: trust the partial half-way
         actions = self.engine.handle(Heard(text, final.confidence if final.text else 0.5))
         self._execute(actions, ts_ms)
         compute_ms = (time.perf_counter() - started) * 1000

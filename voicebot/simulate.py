@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 from voicebot.audio.frames import AudioFormat, interleave, read_wav, split_frames, write_wav
+from voicebot.audio.line import telephone
 from voicebot.audio.resample import resample
 from voicebot.session import (
     AmdVerdict,
@@ -86,8 +87,12 @@ class CallSimulator:
         return ts
 
 
-def load_customer_audio(path: Path, fmt: AudioFormat, reaction_ms: int = 400) -> list[CustomerAudio]:
-    """A directory of WAVs (one per turn, in name order) or one WAV played from the answer."""
+def load_customer_audio(path: Path, fmt: AudioFormat, reaction_ms: int = 400, line_snr_db: float | None = None) -> list[CustomerAudio]:
+    """A directory of WAVs (one per turn, in name order) or one WAV played from the answer.
+
+    ``line_snr_db``: pass the audio through a simulated phone line first (8 kHz,
+    μ-law, noise that many dB below the speech).
+    """
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav")
         if not files:
@@ -95,13 +100,16 @@ def load_customer_audio(path: Path, fmt: AudioFormat, reaction_ms: int = 400) ->
         turns = []
         for f in files:
             m = _CUE.search(f.stem)
-            turns.append(CustomerAudio(_frames(f, fmt), int(m.group(1)) if m else reaction_ms, "prompt" if m else "listening", f.name))
+            frames = _frames(f, fmt, line_snr_db, seed=len(turns))
+            turns.append(CustomerAudio(frames, int(m.group(1)) if m else reaction_ms, "prompt" if m else "listening", f.name))
         return turns
-    return [CustomerAudio(_frames(path, fmt), 0, "answer", path.name)]
+    return [CustomerAudio(_frames(path, fmt, line_snr_db, seed=0), 0, "answer", path.name)]
 
 
-def _frames(path: Path, fmt: AudioFormat) -> list[bytes]:
+def _frames(path: Path, fmt: AudioFormat, line_snr_db: float | None, seed: int) -> list[bytes]:
     pcm, rate = read_wav(path)
+    if line_snr_db is not None:
+        pcm, rate = telephone(pcm, rate, line_snr_db, seed), 8000
     return list(split_frames(resample(pcm, rate, fmt.rate_hz), fmt))
 
 

@@ -1,0 +1,305 @@
+"""Telephony: the SIP outcome mapping (pure) and a real media worker against sipp UAS scenarios on 127.0.0.1.
+
+Every sipp and worker process is stopped in a fixture's teardown; every wait
+has a timeout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebot.audio.frames import NARROWBAND, read_wav, rms_dbfs, split_frames
+from voicebot.config import Trunk
+from voicebot.telephony import outcomes
+from voicebot.telephony.outcomes import LocalCancel
+
+SCENARIOS = Path(__file__).parent / "sipp"
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # shipped by Debian's sip-tester
+
+# --- outcomes: pure ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code, reason, outcome",
+    [
+        (486, "Busy Here", "busy"),
+        (600, "Busy Everywhere", "busy"),
+        (480, "Temporarily Unavailable", "no_answer"),
+        (603, "Decline", "rejected"),
+        (404, "Not Found", "invalid_number"),
+        (484, "Address Incomplete", "invalid_number"),
+        (503, "Service Unavailable", "trunk_error"),
+        (500, "Server Internal Error", "trunk_error"),
+        (403, "Forbidden", "trunk_error"),
+        (488, "Not Acceptable Here", "trunk_error"),
+    ],
+)
+def test_final_responses_map_to_outcomes_and_keep_the_code(code: int, reason: str, outcome: str) -> None:
+    result = outcomes.unanswered(code, reason, got_response=True)
+    assert (result.outcome, result.sip_code, result.reason) == (outcome, code, reason)
+
+
+def test_a_408_from_the_far_end_is_no_answer_but_our_own_timeout_is_a_trunk_error() -> None:
+    assert outcomes.unanswered(408, "Request Timeout", got_response=True).outcome == "no_answer"
+    assert outcomes.unanswered(408, "Request Timeout", got_response=False).outcome == "trunk_error"
+
+
+def test_ring_timeout_is_no_answer_unless_the_trunk_never_replied() -> None:
+    rang = outcomes.unanswered(487, "Request Terminated", got_response=True, cancel=LocalCancel.RING_TIMEOUT)
+    assert (rang.outcome, rang.sip_code) == ("no_answer", 487)
+    silent = outcomes.unanswered(487, "Request Terminated", got_response=False, cancel=LocalCancel.RING_TIMEOUT)
+    assert (silent.outcome, silent.sip_code) == ("trunk_error", None)
+
+
+def test_a_call_we_abandon_before_answer_is_worker_lost() -> None:
+    assert outcomes.unanswered(487, "Request Terminated", got_response=True, cancel=LocalCancel.ABANDONED).outcome == "worker_lost"
+
+
+def test_the_sip_outcomes_are_system_outcomes() -> None:
+    from voicebot.config import SYSTEM_OUTCOMES
+
+    sip = {outcomes.BUSY, outcomes.NO_ANSWER, outcomes.REJECTED, outcomes.INVALID_NUMBER, outcomes.TRUNK_ERROR, outcomes.WORKER_LOST}
+    assert sip <= SYSTEM_OUTCOMES
+
+
+# --- frame copy: no Endpoint needed --------------------------------------------------------
+
+
+def test_frames_copy_through_ctypes_both_ways_in_microseconds() -> None:
+    pj = pytest.importorskip("pjsua2")
+    from voicebot.telephony.media_port import read_frame, write_frame
+
+    pcm = bytes(range(256)) + bytes(64)
+    frame = pj.MediaFrame()
+    write_frame(frame, pcm)
+    assert frame.size == 320 and read_frame(frame) == pcm
+    n = 2000
+    started = time.perf_counter()
+    for _ in range(n):
+        write_frame(frame, pcm)
+        read_frame(frame)
+    per_frame_us = (time.perf_counter() - started) / n * 1e6
+    assert per_frame_us < 100, f"{per_frame_us:.1f} µs per frame in and out"  # bytes(frame.buf): 150-330 µs one way
+
+
+# --- against sipp ------------------------------------------------------------------------------
+
+needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")
+
+
+def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dtmf_pcap(dest: Path, payload_type: int = 120) -> None:
+    """Debian's digit-1 pcap with its RTP payload type rewritten to the one pjsua offers."""
+    data = bytearray(DTMF_PCAP.read_bytes())
+    offset = 24  # pcap global header; each packet: 16-byte record header, Ethernet 14, IPv4 20, UDP 8, RTP
+    while offset < len(data):
+        (length,) = struct.unpack_from("<I", data, offset + 8)
+        udp = offset + 16 + 14 + 20
+        data[udp + 6 : udp + 8] = b"\0\0"  # no UDP checksum: the payload changes
+        data[udp + 9] = (data[udp + 9] & 0x80) | payload_type
+        offset += 16 + length
+    dest.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def sipp(tmp_path: Path):
+    """Start a sipp UAS: ``sipp(scenario, *args, tcp=False) -> port``; killed by PID at teardown."""
+    procs: list[subprocess.Popen] = []
+    _dtmf_pcap(tmp_path / "dtmf_1.pcap")  # uas_answer plays it from sipp's working directory
+
+    def start(scenario: str, *args: str, tcp: bool = False) -> int:
+        port = _free_port(socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        cmd = ["sipp", "-sf", str(SCENARIOS / f"{scenario}.xml"), "-i", "127.0.0.1", "-p", str(port)]
+        cmd += ["-mp", str(_free_port()), "-nostdin", "-timeout", "30s", "-t", "t1" if tcp else "u1", *args]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        _wait_listening(port, tcp, proc)
+        return port
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=5)
+
+
+def _wait_listening(port: int, tcp: bool, proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"sipp exited with {proc.returncode}"
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return  # taken: sipp is up
+        time.sleep(0.05)
+    raise AssertionError(f"sipp did not bind 127.0.0.1:{port} within {timeout_s} s")
+
+
+def _tone(freq_hz: float = 440.0, seconds: float = 1.0) -> bytes:
+    t = np.arange(int(NARROWBAND.rate_hz * seconds)) / NARROWBAND.rate_hz
+    return (0.3 * 32767 * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
+
+
+@pytest.fixture
+def worker(tmp_path: Path):
+    """``worker(port, tcp=False, **settings) -> (WorkerProcess, Ready)``; stopped at teardown, must exit 0."""
+    from voicebot.telephony.playback import playback_sessions
+    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
+
+    started = []
+
+    def start(port: int, tcp: bool = False, hang_up_after_ms: int | None = None, **settings):
+        trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", transport="tcp" if tcp else "udp")
+        factory = playback_sessions(_tone(), tmp_path, hang_up_after_ms)
+        w = WorkerProcess(WorkerSettings(trunk, factory, **settings))
+        started.append(w)
+        return w, w.start(timeout_s=15)
+
+    yield start
+    codes = [w.stop(timeout_s=10) for w in started]
+    assert codes == [0] * len(codes), f"worker exit codes {codes}: a pjsua2 object outlived libDestroy?"
+
+
+def _events_until_ended(w, attempt_ids: set[str], timeout_s: float = 15.0) -> list:
+    from voicebot.telephony.messages import DialFailed, Ended
+
+    events, open_ids = [], set(attempt_ids)
+    deadline = time.monotonic() + timeout_s
+    while open_ids:
+        event = w.next_event(max(0.1, deadline - time.monotonic()))
+        events.append(event)
+        if isinstance(event, (Ended, DialFailed)):
+            open_ids.discard(event.attempt_id)
+    return events
+
+
+def _ended(events: list):
+    from voicebot.telephony.messages import Ended
+
+    return [e for e in events if isinstance(e, Ended)]
+
+
+@needs_sipp
+def test_answered_call_carries_media_both_ways_and_dtmf(sipp, worker, tmp_path: Path) -> None:
+    from voicebot.telephony.messages import Answered, Dial, Dialled, DtmfIn, Ringing
+
+    port = sipp("uas_answer", "-rtp_echo", "-d", "2000", "-m", "1")
+    w, _ = worker(port)
+    w.send(Dial("a1", "100"))
+    events = _events_until_ended(w, {"a1"})
+    kinds = [type(e) for e in events]
+    assert kinds[:3] == [Dialled, Ringing, Answered]
+    assert DtmfIn("a1", "1") in events
+    (ended,) = _ended(events)
+    assert (ended.outcome, ended.sip_code, ended.hangup_by) == ("answered", 200, "remote")
+    assert ended.session_outcome == "customer_hangup"
+    assert 1800 <= ended.talk_ms <= 4000 and ended.callback_errors == 0
+    assert ended.frames_in >= 80 and ended.frames_out >= 80
+    # sipp echoed our 440 Hz tone: what we recorded is loud and has its pitch
+    pcm, rate = read_wav(tmp_path / "a1.wav")
+    loud = [f for f in split_frames(pcm, NARROWBAND) if rms_dbfs(f) > -30]
+    assert len(loud) >= 50, f"{len(loud)} non-silent frames received"
+    spectrum = np.abs(np.fft.rfft(np.frombuffer(b"".join(loud), dtype="<i2")))
+    assert abs(np.argmax(spectrum) * rate / (2 * (len(spectrum) - 1)) - 440) < 10
+
+
+@needs_sipp
+def test_the_bot_hangs_up_when_its_session_ends(sipp, worker) -> None:
+    from voicebot.telephony.messages import Dial
+
+    port = sipp("uas_answer", "-rtp_echo", "-d", "10000", "-m", "1")
+    w, _ = worker(port, hang_up_after_ms=1000)
+    w.send(Dial("a1", "100"))
+    (ended,) = _ended(_events_until_ended(w, {"a1"}))
+    assert (ended.outcome, ended.sip_code, ended.hangup_by, ended.session_outcome) == ("answered", 200, "local", "completed")
+    assert 900 <= ended.talk_ms <= 3000
+
+
+@needs_sipp
+@pytest.mark.parametrize(
+    "code, reason, outcome",
+    [
+        (486, "Busy Here", "busy"),
+        (503, "Service Unavailable", "trunk_error"),
+        (404, "Not Found", "invalid_number"),
+        (603, "Decline", "rejected"),
+    ],
+)
+def test_rejected_calls_get_their_outcome_and_sip_code(sipp, worker, code: int, reason: str, outcome: str) -> None:
+    from voicebot.telephony.messages import Dial
+
+    port = sipp(f"uas_{code}", "-m", "1")
+    w, _ = worker(port)
+    w.send(Dial("a1", "100"))
+    (ended,) = _ended(_events_until_ended(w, {"a1"}))
+    assert (ended.outcome, ended.sip_code, ended.reason, ended.talk_ms) == (outcome, code, reason, 0)
+
+
+@needs_sipp
+def test_busy_over_tcp(sipp, worker) -> None:
+    from voicebot.telephony.messages import Dial, Dialled
+
+    port = sipp("uas_486", "-m", "1", tcp=True)
+    w, _ = worker(port, tcp=True)
+    w.send(Dial("a1", "100"))
+    events = _events_until_ended(w, {"a1"})
+    assert any(isinstance(e, Dialled) and e.uri.endswith(";transport=tcp") for e in events)
+    (ended,) = _ended(events)
+    assert (ended.outcome, ended.sip_code) == ("busy", 486)
+
+
+@needs_sipp
+def test_k_calls_ring_out_the_next_is_refused_and_all_end_as_no_answer(sipp, worker) -> None:
+    from voicebot.telephony.messages import Dial, DialFailed, Ringing
+
+    port = sipp("uas_ring", "-m", "10")
+    w, ready = worker(port, ring_timeout_s=1.5)
+    k = ready.max_calls
+    assert k >= 1
+    ids = [f"a{i}" for i in range(k + 1)]
+    for attempt_id in ids:
+        w.send(Dial(attempt_id, "100"))
+    events = _events_until_ended(w, set(ids))
+    failed = [e for e in events if isinstance(e, DialFailed)]
+    # the PyPI wheel allows 4 calls: the 5th makeCall fails with PJ_ETOOMANY
+    assert [(f.attempt_id, f.code) for f in failed] == [(ids[-1], "sip-too-many-calls")]
+    assert {e.attempt_id for e in events if isinstance(e, Ringing)} == set(ids[:k])
+    ended = _ended(events)
+    assert sorted((e.attempt_id, e.outcome, e.sip_code) for e in ended) == [(a, "no_answer", 487) for a in ids[:k]]
+    assert all(1400 <= e.setup_ms <= 3000 for e in ended)
+
+
+@needs_sipp
+def test_a_duplicate_attempt_is_never_dialled_twice(sipp, worker) -> None:
+    from voicebot.telephony.messages import Dial, DialFailed
+
+    port = sipp("uas_486", "-m", "1")
+    w, _ = worker(port)
+    w.send(Dial("a1", "100"))
+    assert len(_ended(_events_until_ended(w, {"a1"}))) == 1
+    w.send(Dial("a1", "100"))
+    assert w.next_event(5) == DialFailed("a1", "duplicate-attempt", "this worker already dialled this attempt")
+
+
+def test_a_silent_trunk_is_a_trunk_error(worker) -> None:
+    from voicebot.telephony.messages import Dial
+
+    w, _ = worker(_free_port(), ring_timeout_s=1.0)  # nothing listens there
+    w.send(Dial("a1", "100"))
+    (ended,) = _ended(_events_until_ended(w, {"a1"}))
+    assert (ended.outcome, ended.sip_code) == ("trunk_error", None)

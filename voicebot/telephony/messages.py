@@ -1,0 +1,105 @@
+"""What the manager and a media worker say to each other: commands in, events out.
+
+Plain frozen dataclasses: they cross a process boundary (multiprocessing
+queues now, MQTT later) and are the whole vocabulary between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+# --- commands (manager → worker) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dial:
+    attempt_id: str
+    number: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    attempt_id: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+Command = Dial | Hangup | Stop
+
+
+# --- events (worker → manager) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    max_calls: int  # K: calls this worker's pjsua build takes at once
+    local_address: str
+
+
+@dataclass(frozen=True)
+class WorkerFailed:
+    """The endpoint could not be set up (bad trunk settings, no free port); the worker exits."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Dialled:
+    attempt_id: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class DialFailed:
+    """The call was never placed (so it may be retried at once): worker full, bad URI."""
+
+    attempt_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Ringing:
+    attempt_id: str
+    sip_code: int
+    after_ms: int
+
+
+@dataclass(frozen=True)
+class Answered:
+    attempt_id: str
+    setup_ms: int  # makeCall → 200 OK
+
+
+@dataclass(frozen=True)
+class DtmfIn:
+    attempt_id: str
+    digit: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    attempt_id: str
+    outcome: str  # answered | busy | no_answer | rejected | invalid_number | trunk_error | worker_lost
+    sip_code: int | None
+    reason: str
+    setup_ms: int  # dial → final response (answer or failure)
+    talk_ms: int  # answer → disconnect; 0 if never answered
+    session_outcome: str | None  # what the script decided, for answered calls
+    hangup_by: str  # remote | local
+    frames_in: int
+    frames_out: int
+    callback_errors: int
+
+
+@dataclass(frozen=True)
+class Stopped:
+    pass
+
+
+WorkerEvent = Ready | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | Ended | Stopped

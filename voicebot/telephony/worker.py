@@ -1,0 +1,407 @@
+"""A media worker: one process, one pjsua2 Endpoint, up to K calls.
+
+Threads inside the worker:
+
+- the SIP owner (the process's main thread): the only one that touches
+  pjsua2 objects. It polls ``libHandleEvents(10)``, runs commands from the
+  manager, enforces ring and talk timeouts and tears calls down.
+- pjmedia's clock thread: calls every ``MediaPort`` every 20 ms. It copies a
+  frame and calls the session's ``next_outbound`` (cheap by contract); inbound
+  frames only go into a queue.
+- the session thread: feeds each call's session its inbound frames, DTMF,
+  start and remote hangup, so recognition never delays the clock or SIP. A
+  session that decides to end is hung up by the SIP owner.
+
+Commands in and events out are plain frozen dataclasses on two queues
+(``multiprocessing`` queues when the worker runs as a process).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pjsua2 as pj
+
+from voicebot.audio.frames import AudioFormat
+from voicebot.config import Trunk
+from voicebot.errors import SipError
+from voicebot.telephony import outcomes
+from voicebot.telephony.call import DialCall
+from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
+from voicebot.telephony.media_port import MediaPort
+from voicebot.telephony.messages import (
+    Answered,
+    Command,
+    Dial,
+    DialFailed,
+    Dialled,
+    DtmfIn,
+    Ended,
+    Hangup,
+    Ready,
+    Ringing,
+    Stop,
+    Stopped,
+    WorkerEvent,
+    WorkerFailed,
+)
+from voicebot.telephony.outcomes import LocalCancel
+
+_POLL_MS = 10
+_TEARDOWN_S = 5.0  # bound on waiting for the far end to confirm BYE/CANCEL at shutdown
+
+
+class MediaSession(Protocol):
+    """What the worker drives for an answered call (``voicebot.session.CallSession`` fits)."""
+
+    outcome: str | None
+    ended: bool
+
+    def start(self, ts_ms: int = 0) -> None: ...
+
+    def next_outbound(self, ts_ms: int) -> bytes: ...
+
+    def on_inbound(self, frame: bytes, ts_ms: int) -> None: ...
+
+    def dtmf(self, digit: str, ts_ms: int) -> None: ...
+
+    def remote_hangup(self, ts_ms: int) -> None: ...
+
+
+SessionFactory = Callable[[str, AudioFormat], MediaSession]  # (attempt_id, fmt); picklable for spawn
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    trunk: Trunk
+    session_factory: SessionFactory
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    ring_timeout_s: float = 30.0
+    max_call_duration_s: float = 600.0
+
+
+# --- one call inside the worker -----------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Leg:
+    attempt_id: str
+    call: DialCall
+    dialled_at: float
+    ring_deadline: float
+    talk_deadline: float | None = None
+    got_response: bool = False  # a provisional 18x arrived
+    answered_at: float | None = None
+    final_at: float | None = None  # final response: 200 OK or the failure
+    ended_at: float | None = None
+    cancel: LocalCancel | None = None
+    hangup_by: str = "remote"
+    session: MediaSession | None = None
+    port: MediaPort | None = None
+    callback_errors: int = 0
+    disconnected: bool = False
+    sip_code: int = 0
+    reason: str = ""
+
+
+class _SessionThread:
+    """Runs every session method except ``next_outbound`` on one thread, in order.
+
+    It tells the SIP owner through ``notices``: ``("ended", id)`` when a session
+    decides to end, ``("closed", id)`` once a session has seen its last event.
+    """
+
+    def __init__(self, notices: queue.SimpleQueue) -> None:
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._notices = notices
+        self._thread = threading.Thread(target=self._run, name="sessions", daemon=True)
+        self._thread.start()
+
+    def post(self, attempt_id: str, session: MediaSession, method: str, *args: object) -> None:
+        self._inbox.put((attempt_id, session, method, args))
+
+    def post_close(self, attempt_id: str, session: MediaSession) -> None:
+        self._inbox.put((attempt_id, session, None, ()))
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._inbox.put(None)
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        reported: set[str] = set()
+        while (item := self._inbox.get()) is not None:
+            attempt_id, session, method, args = item
+            if method is None:
+                self._notices.put(("closed", attempt_id))
+                continue
+            try:
+                getattr(session, method)(*args)
+            except Exception:  # one broken session must not stop the others
+                traceback.print_exc(file=sys.stderr)
+            if session.ended and attempt_id not in reported:
+                reported.add(attempt_id)
+                self._notices.put(("ended", attempt_id))
+
+
+class MediaWorker:
+    """The SIP owner loop. Build, then ``run(commands, events)`` on the thread that will own pjsua2."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.fmt = settings.endpoint.fmt
+        self._sip = SipEndpoint(settings.trunk, settings.endpoint)
+        self._legs: dict[str, _Leg] = {}  # every live Call and MediaPort is reachable from here
+        self._seen: set[str] = set()
+        self._notices: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed: set[str] = set()  # sessions done with: their legs may be reaped
+        self._events: queue.Queue | None = None
+        self._sessions: _SessionThread | None = None
+
+    def run(self, commands: queue.Queue, events: queue.Queue) -> None:
+        self._events = events
+        try:
+            self._sip.open()
+        except SipError as e:
+            events.put(WorkerFailed(e.code, str(e)))
+            return
+        self._sessions = sessions = _SessionThread(self._notices)
+        try:
+            events.put(Ready(self._sip.max_calls, self._sip.local_address))
+            while self._step(commands):
+                pass
+            self._hang_up_all()
+        finally:
+            sessions.close()
+            self._legs.clear()
+            self._sip.close()
+            events.put(Stopped())
+
+    def _step(self, commands: queue.Queue) -> bool:
+        self._sip.handle_events(_POLL_MS)
+        while True:
+            try:
+                command = commands.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(command, Stop):
+                return False
+            if isinstance(command, Dial):
+                self._dial(command)
+            elif isinstance(command, Hangup):
+                self._hang_up(command.attempt_id, LocalCancel.ABANDONED)
+        self._take_notices()
+        self._check_timers(time.monotonic())
+        self._reap()
+        return True
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _dial(self, cmd: Dial) -> None:
+        if cmd.attempt_id in self._seen:  # jobs are at-least-once: never dial one attempt twice
+            self._emit(DialFailed(cmd.attempt_id, "duplicate-attempt", "this worker already dialled this attempt"))
+            return
+        self._seen.add(cmd.attempt_id)
+        uri = self._sip.uri_for(cmd.number)
+        call = DialCall(self._sip.account, cmd.attempt_id, self)
+        now = time.monotonic()
+        leg = _Leg(cmd.attempt_id, call, now, now + self.settings.ring_timeout_s)
+        self._legs[cmd.attempt_id] = leg
+        try:
+            call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error as e:
+            del self._legs[cmd.attempt_id]
+            code = "sip-too-many-calls" if "ETOOMANY" in e.info() else "sip-dial-failed"
+            self._emit(DialFailed(cmd.attempt_id, code, e.info()))
+            return
+        self._emit(Dialled(cmd.attempt_id, uri))
+
+    def _hang_up(self, attempt_id: str, cancel: LocalCancel | None) -> None:
+        leg = self._legs.get(attempt_id)
+        if leg is None or leg.disconnected:
+            return
+        if leg.answered_at is None:
+            leg.cancel = leg.cancel or cancel
+        leg.hangup_by = "local"
+        if leg.port is not None:
+            leg.call.disconnect_port(leg.port)
+        try:
+            leg.call.hangup(pj.CallOpParam(True))
+        except pj.Error:
+            pass  # already terminating: DISCONNECTED follows either way
+
+    def _check_timers(self, now: float) -> None:
+        for leg in list(self._legs.values()):
+            if leg.disconnected or leg.hangup_by == "local":
+                continue
+            if leg.answered_at is None and now >= leg.ring_deadline:
+                self._hang_up(leg.attempt_id, LocalCancel.RING_TIMEOUT)
+            elif leg.talk_deadline is not None and now >= leg.talk_deadline:
+                self._hang_up(leg.attempt_id, None)
+
+    def _hang_up_all(self) -> None:
+        for attempt_id in list(self._legs):
+            self._hang_up(attempt_id, LocalCancel.ABANDONED)
+        deadline = time.monotonic() + _TEARDOWN_S
+        while self._legs and time.monotonic() < deadline:
+            self._sip.handle_events(_POLL_MS)
+            self._take_notices()
+            self._reap()
+
+    def _take_notices(self) -> None:
+        while not self._notices.empty():
+            kind, attempt_id = self._notices.get()
+            if kind == "ended":
+                self._hang_up(attempt_id, None)  # no-op for a call already hanging up
+            else:
+                self._closed.add(attempt_id)
+
+    def _reap(self) -> None:
+        # Calls and ports are dropped here, outside their own callbacks, once
+        # the session has seen the hangup (so the outcome it reports is final).
+        done = [a for a, leg in self._legs.items() if leg.disconnected and (leg.session is None or a in self._closed)]
+        for attempt_id in done:
+            leg = self._legs.pop(attempt_id)
+            self._closed.discard(attempt_id)
+            self._emit(self._ended_event(leg))
+
+    # -- CallListener (SIP-owner thread) -------------------------------------------------------
+
+    def call_state(self, call: DialCall, state: int, sip_code: int, reason: str) -> None:
+        leg = self._legs.get(call.attempt_id)
+        if leg is None:
+            return
+        now = time.monotonic()
+        if sip_code:
+            leg.sip_code, leg.reason = sip_code, reason
+        if state == pj.PJSIP_INV_STATE_EARLY and not leg.got_response:
+            leg.got_response = True  # the far end is alive (100 Trying alone changes no state)
+            self._emit(Ringing(leg.attempt_id, sip_code, _ms(now - leg.dialled_at)))
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED and leg.answered_at is None:
+            leg.answered_at = leg.final_at = now
+            leg.talk_deadline = now + self.settings.max_call_duration_s
+            self._emit(Answered(leg.attempt_id, _ms(now - leg.dialled_at)))
+            self._start_session(leg)
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            leg.final_at = leg.final_at or now
+            leg.ended_at = now
+            leg.disconnected = True
+            if leg.port is not None:
+                leg.call.disconnect_port(leg.port)
+            if leg.session is not None:
+                if leg.hangup_by == "remote":
+                    self._sessions.post(leg.attempt_id, leg.session, "remote_hangup", leg.port.frames_in * self.fmt.frame_ms)
+                self._sessions.post_close(leg.attempt_id, leg.session)
+
+    def call_media_active(self, call: DialCall) -> None:
+        leg = self._legs.get(call.attempt_id)
+        if leg is None or leg.port is None or leg.disconnected:
+            return
+        call.connect_port(leg.port)  # a re-INVITE replaced the stream: link the new one
+
+    def call_dtmf(self, call: DialCall, digit: str) -> None:
+        leg = self._legs.get(call.attempt_id)
+        if leg is None or leg.session is None:
+            return
+        self._sessions.post(leg.attempt_id, leg.session, "dtmf", digit, leg.port.frames_in * self.fmt.frame_ms)
+        self._emit(DtmfIn(leg.attempt_id, digit))
+
+    def call_error(self, call: DialCall, where: str, error: Exception) -> None:
+        leg = self._legs.get(call.attempt_id)
+        if leg is not None:
+            leg.callback_errors += 1
+        print(f"voicebot worker: {where} failed for attempt {call.attempt_id}: {error!r}", file=sys.stderr)
+        traceback.print_exception(error, file=sys.stderr)
+
+    # -- media ---------------------------------------------------------------------------------------
+
+    def _start_session(self, leg: _Leg) -> None:
+        session = self.settings.session_factory(leg.attempt_id, self.fmt)
+        attempt_id = leg.attempt_id
+        sessions = self._sessions
+
+        def inbound(frame: bytes, ts_ms: int) -> None:  # clock thread: queue only
+            sessions.post(attempt_id, session, "on_inbound", frame, ts_ms)
+
+        leg.session = session
+        leg.port = MediaPort(f"call-{attempt_id}", self.fmt, session.next_outbound, inbound)
+        sessions.post(attempt_id, session, "start", 0)
+        if not leg.call.connect_port(leg.port):
+            self._hang_up(attempt_id, None)  # answered without usable audio: nothing to say to anyone
+
+    def _ended_event(self, leg: _Leg) -> Ended:
+        end = leg.ended_at or time.monotonic()
+        if leg.answered_at is not None:
+            result = outcomes.answered()
+        else:
+            result = outcomes.unanswered(leg.sip_code, leg.reason, got_response=leg.got_response, cancel=leg.cancel)
+        port = leg.port
+        return Ended(
+            attempt_id=leg.attempt_id,
+            outcome=result.outcome,
+            sip_code=result.sip_code,
+            reason=result.reason,
+            setup_ms=_ms((leg.final_at or end) - leg.dialled_at),
+            talk_ms=_ms(end - leg.answered_at) if leg.answered_at is not None else 0,
+            session_outcome=leg.session.outcome if leg.session is not None else None,
+            hangup_by=leg.hangup_by,
+            frames_in=port.frames_in if port else 0,
+            frames_out=port.frames_out if port else 0,
+            callback_errors=leg.callback_errors + (port.errors if port else 0),
+        )
+
+    def _emit(self, event: WorkerEvent) -> None:
+        self._events.put(event)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def run_worker(settings: WorkerSettings, commands: queue.Queue, events: queue.Queue) -> None:
+    """Process entry point (spawn): the main thread owns pjsua2."""
+    MediaWorker(settings).run(commands, events)
+
+
+class WorkerProcess:
+    """A ``MediaWorker`` in its own spawned process: a crash there loses only its K calls."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold pjsua2 threads
+        self.commands: multiprocessing.Queue = ctx.Queue()
+        self.events: multiprocessing.Queue = ctx.Queue()
+        self.process = ctx.Process(target=run_worker, args=(settings, self.commands, self.events), name="media-worker", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> Ready:
+        self.process.start()
+        event = self.next_event(timeout_s)
+        if not isinstance(event, Ready):
+            raise SipError(f"media worker did not start: {event!r}", code="sip-worker-start")
+        return event
+
+    def send(self, command: Command) -> None:
+        self.commands.put(command)
+
+    def next_event(self, timeout_s: float) -> WorkerEvent:
+        try:
+            return self.events.get(timeout=timeout_s)
+        except queue.Empty:
+            code = self.process.exitcode
+            raise SipError(f"no event from the media worker within {timeout_s} s (exit code {code})", code="sip-worker-timeout") from None
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """Ask the worker to hang up and exit; kill it if it does not. Returns its exit code."""
+        if self.process.is_alive():
+            self.commands.put(Stop())
+            self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout_s)
+        return self.process.exitcode

@@ -92,7 +92,8 @@ def test_frames_copy_through_ctypes_both_ways_in_microseconds() -> None:
 
 # --- against sipp ------------------------------------------------------------------------------
 
-needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")
+# sipp comes from Debian's sip-tester, which `make setup` installs: a missing sipp fails, never skips.
+needs_sipp = pytest.mark.usefixtures("sipp")
 
 
 def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -117,6 +118,7 @@ def _dtmf_pcap(dest: Path, payload_type: int = 120) -> None:
 @pytest.fixture
 def sipp(tmp_path: Path):
     """Start a sipp UAS: ``sipp(scenario, *args, tcp=False) -> port``; killed by PID at teardown."""
+    assert shutil.which("sipp"), "sipp is not installed (Debian sip-tester; `make setup` installs it)"
     procs: list[subprocess.Popen] = []
     _dtmf_pcap(tmp_path / "dtmf_1.pcap")  # uas_answer plays it from sipp's working directory
 
@@ -303,3 +305,38 @@ def test_a_silent_trunk_is_a_trunk_error(worker) -> None:
     w.send(Dial("a1", "100"))
     (ended,) = _ended(_events_until_ended(w, {"a1"}))
     assert (ended.outcome, ended.sip_code) == ("trunk_error", None)
+
+
+@needs_sipp
+def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys) -> None:
+    """The real call session in a worker: 200 OK → first greeting frame, measured and printed."""
+    from voicebot.dialplan import load_dialplan
+    from voicebot.script.engine import ScriptEngine
+    from voicebot.speech.piper_tts import PiperTts
+    from voicebot.speech.prompt_cache import PromptCache
+    from voicebot.telephony.bot_session import BotSessions
+    from voicebot.telephony.messages import Dial
+    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
+
+    demo = Path(__file__).parent.parent / "dialplans" / "demo_en.yaml"
+    contact = {"first_name": "Anna", "company": "Northwind Traders"}
+    graph = load_dialplan(demo).graph
+    greeting = ScriptEngine(graph, contact).start()[0].text
+    prompts = tmp_path / "prompts"
+    PromptCache(prompts, PiperTts("en_US-joe-medium")).get(greeting, NARROWBAND.rate_hz)  # as the campaign pre-renders it
+
+    port = sipp("uas_answer", "-rtp_echo", "-d", "3000", "-m", "1")
+    trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}")
+    w = WorkerProcess(WorkerSettings(trunk, BotSessions(demo, prompts)))
+    try:
+        w.start(timeout_s=60)  # loads Piper and PocketSphinx before Ready
+        w.send(Dial("g1", "100", tuple(contact.items())))
+        (ended,) = _ended(_events_until_ended(w, {"g1"}, timeout_s=30))
+    finally:
+        assert w.stop(timeout_s=15) == 0
+    with capsys.disabled():
+        print(f"\n  200 OK → first greeting frame: {ended.first_sound_out_ms} ms; its echo back from sipp: {ended.first_sound_in_ms} ms")
+    assert (ended.outcome, ended.sip_code) == ("answered", 200)
+    assert ended.callback_errors == 0
+    assert ended.first_sound_out_ms is not None and ended.first_sound_out_ms <= 300
+    assert ended.first_sound_in_ms is not None  # the greeting really went out over RTP and came back

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import time
 import traceback
 from collections.abc import Callable
 
@@ -60,6 +61,9 @@ class MediaPort(pj.AudioMediaPort):
         self.frames_out = 0
         self.frames_in = 0
         self.errors = 0
+        # monotonic time of the first frame with sound each way (the greeting; its echo)
+        self.first_sound_out: float | None = None
+        self.first_sound_in: float | None = None
         media_fmt = pj.MediaFormatAudio()
         media_fmt.init(pj.PJMEDIA_FORMAT_PCM, fmt.rate_hz, 1, fmt.frame_ms * 1000, 16)
         self.createPort(name, media_fmt)
@@ -68,7 +72,11 @@ class MediaPort(pj.AudioMediaPort):
         try:
             pcm = self._source(self.frames_out * self.fmt.frame_ms)
             self.frames_out += 1
-            write_frame(frame, pcm if len(pcm) == self.fmt.bytes_per_frame else self._silence)
+            if len(pcm) != self.fmt.bytes_per_frame:
+                pcm = self._silence
+            if self.first_sound_out is None and pcm != self._silence:
+                self.first_sound_out = time.monotonic()
+            write_frame(frame, pcm)
         except Exception:  # pjsua2 prints and swallows; count it so the call record shows it
             self._failed()
 
@@ -77,7 +85,11 @@ class MediaPort(pj.AudioMediaPort):
             pcm = read_frame(frame) if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO else b""
             ts_ms = self.frames_in * self.fmt.frame_ms
             self.frames_in += 1
-            self._sink(pcm if len(pcm) == self.fmt.bytes_per_frame else self._silence, ts_ms)
+            if len(pcm) != self.fmt.bytes_per_frame:
+                pcm = self._silence
+            if self.first_sound_in is None and pcm != self._silence:
+                self.first_sound_in = time.monotonic()
+            self._sink(pcm, ts_ms)
         except Exception:
             self._failed()
 

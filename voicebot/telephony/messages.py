@@ -16,6 +16,7 @@ from dataclasses import dataclass
 class Dial:
     attempt_id: str
     number: str
+    contact: tuple[tuple[str, str], ...] = ()  # the contact's fields, for the call's script
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Ended:
     frames_in: int
     frames_out: int
     callback_errors: int
+    first_sound_out_ms: int | None = None  # 200 OK → first frame of the bot's audio handed to the bridge
+    first_sound_in_ms: int | None = None  # 200 OK → first frame with sound from the far end
 
 
 @dataclass(frozen=True)

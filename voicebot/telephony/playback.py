@@ -60,13 +60,13 @@ class PlaybackSession:
             write_wav(self._record_path, bytes(self.heard), self.fmt.rate_hz)
 
 
-def playback_sessions(pcm: bytes, record_dir: Path | None = None, hang_up_after_ms: int | None = None) -> Callable[[str, AudioFormat], PlaybackSession]:
+def playback_sessions(pcm: bytes, record_dir: Path | None = None, hang_up_after_ms: int | None = None) -> Callable[[str, AudioFormat, dict[str, str]], PlaybackSession]:
     """A picklable factory of ``PlaybackSession``s recording to ``record_dir/<attempt_id>.wav``."""
     return functools.partial(_playback_session, pcm, record_dir, hang_up_after_ms)
 
 
 def _playback_session(
-    pcm: bytes, record_dir: Path | None, hang_up_after_ms: int | None, attempt_id: str, fmt: AudioFormat
+    pcm: bytes, record_dir: Path | None, hang_up_after_ms: int | None, attempt_id: str, fmt: AudioFormat, contact: dict[str, str]
 ) -> PlaybackSession:
     path = record_dir / f"{attempt_id}.wav" if record_dir is not None else None
     return PlaybackSession(fmt, pcm, path, hang_up_after_ms)

@@ -76,7 +76,9 @@ class MediaSession(Protocol):
     def remote_hangup(self, ts_ms: int) -> None: ...
 
 
-SessionFactory = Callable[[str, AudioFormat], MediaSession]  # (attempt_id, fmt); picklable for spawn
+# (attempt_id, fmt, contact fields) -> session; picklable for spawn. A factory may
+# have prepare(), called once in the worker before it reports Ready (load models there).
+SessionFactory = Callable[[str, AudioFormat, dict[str, str]], MediaSession]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class _Leg:
     ended_at: float | None = None
     cancel: LocalCancel | None = None
     hangup_by: str = "remote"
+    contact: dict[str, str] = field(default_factory=dict)
     session: MediaSession | None = None
     port: MediaPort | None = None
     callback_errors: int = 0
@@ -174,6 +177,9 @@ class MediaWorker:
             return
         self._sessions = sessions = _SessionThread(self._notices)
         try:
+            prepare = getattr(self.settings.session_factory, "prepare", None)
+            if prepare is not None:
+                prepare()
             events.put(Ready(self._sip.max_calls, self._sip.local_address))
             while self._step(commands):
                 pass
@@ -212,7 +218,7 @@ class MediaWorker:
         uri = self._sip.uri_for(cmd.number)
         call = DialCall(self._sip.account, cmd.attempt_id, self)
         now = time.monotonic()
-        leg = _Leg(cmd.attempt_id, call, now, now + self.settings.ring_timeout_s)
+        leg = _Leg(cmd.attempt_id, call, now, now + self.settings.ring_timeout_s, contact=dict(cmd.contact))
         self._legs[cmd.attempt_id] = leg
         try:
             call.makeCall(uri, pj.CallOpParam(True))
@@ -323,7 +329,7 @@ class MediaWorker:
     # -- media ---------------------------------------------------------------------------------------
 
     def _start_session(self, leg: _Leg) -> None:
-        session = self.settings.session_factory(leg.attempt_id, self.fmt)
+        session = self.settings.session_factory(leg.attempt_id, self.fmt, leg.contact)
         attempt_id = leg.attempt_id
         sessions = self._sessions
 
@@ -355,6 +361,8 @@ class MediaWorker:
             frames_in=port.frames_in if port else 0,
             frames_out=port.frames_out if port else 0,
             callback_errors=leg.callback_errors + (port.errors if port else 0),
+            first_sound_out_ms=_since(leg.answered_at, port.first_sound_out) if port else None,
+            first_sound_in_ms=_since(leg.answered_at, port.first_sound_in) if port else None,
         )
 
     def _emit(self, event: WorkerEvent) -> None:
@@ -363,6 +371,10 @@ class MediaWorker:
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+def _since(start: float | None, moment: float | None) -> int | None:
+    return _ms(moment - start) if start is not None and moment is not None else None
 
 
 def run_worker(settings: WorkerSettings, commands: queue.Queue, events: queue.Queue) -> None:

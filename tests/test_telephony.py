@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -318,7 +319,9 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
     from voicebot.telephony.messages import Dial
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
-    demo = Path(__file__).parent.parent / "dialplans" / "demo_en.yaml"
+    demo = tmp_path / "demo.yaml"
+    demo.write_text((Path(__file__).parent.parent / "dialplans" / "demo_en.yaml").read_text().replace(
+        "  ring_timeout_s: 30s", "  ring_timeout_s: 30s\n  record_calls: true"))
     contact = {"first_name": "Anna", "company": "Northwind Traders"}
     graph = load_dialplan(demo).graph
     greeting = ScriptEngine(graph, contact).start()[0].text
@@ -327,7 +330,8 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
 
     port = sipp("uas_answer", "-rtp_echo", "-d", "3000", "-m", "1")
     trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}")
-    w = WorkerProcess(WorkerSettings(trunk, BotSessions(demo, prompts)))
+    calls = tmp_path / "calls"
+    w = WorkerProcess(WorkerSettings(trunk, BotSessions(demo, prompts, calls_dir=calls)))
     try:
         w.start(timeout_s=60)  # loads Piper and PocketSphinx before Ready
         w.send(Dial("g1", "100", tuple(contact.items())))
@@ -340,3 +344,14 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
     assert ended.callback_errors == 0
     assert ended.first_sound_out_ms is not None and ended.first_sound_out_ms <= 300
     assert ended.first_sound_in_ms is not None  # the greeting really went out over RTP and came back
+    # the call's record: a stereo recording (sipp's echo on the left, the bot on the right) and its log
+    import json
+
+    log = json.loads((calls / "g1.json").read_text())
+    assert log["transcript"][0] == {"speaker": "bot", "text": greeting}
+    assert log["path"][0] == "greeting"
+    with wave.open(str(calls / "g1.wav")) as rec:
+        assert (rec.getnchannels(), rec.getframerate()) == (2, 8000)
+        stereo = np.frombuffer(rec.readframes(rec.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert stereo.shape[0] >= 8000 * 2  # the call lasted about 3 s
+    assert np.abs(stereo[:, 1]).max() > 3000 and np.abs(stereo[:, 0]).max() > 1000  # the bot spoke; its echo came back

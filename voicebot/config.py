@@ -202,6 +202,7 @@ class Campaign(Frozen):
     calls_per_second: float = Field(1.0, gt=0, le=200)
     ring_timeout_s: DurationS = 30.0
     max_call_duration_s: DurationS = 600.0
+    record_calls: bool = False  # a stereo WAV per call: the customer left, the bot right
     default_region: str = Field("US", description="ISO country code for numbers written without +country")
     calling_window: CallingWindow = Field(default_factory=CallingWindow)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+import json
+import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 from voicebot.audio.amd import AmdResult, AnsweringMachineDetector, BeepDetector
 from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_phrases, backchannel_words
@@ -133,6 +135,24 @@ SessionEvent = BotSaid | PromptHeard | Interrupt | CustomerSaid | TurnLatency | 
 
 
 @dataclass
+class CallReport:
+    """What happened in one call, as the call log and `voicebot simulate` write it (JSON)."""
+
+    outcome: str | None
+    path: list[str]
+    slots: dict[str, str]
+    duration_ms: int
+    turns: list[dict]
+    prompts: list[dict]
+    interruptions: list[dict]
+    events: list[dict]
+    transcript: list[dict]  # who said what, in order
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+
+@dataclass
 class SessionSettings:
     fmt: AudioFormat
     vad_aggressiveness: int = 2
@@ -209,6 +229,8 @@ class CallSession:
         contact: Mapping[str, object] | None = None,
         settings: SessionSettings | None = None,
         detector: VoiceDetector | None = None,
+        record: bool = False,
+        on_end: Callable[[CallSession], None] | None = None,
     ) -> None:
         self.graph = graph
         self.settings = s = settings or SessionSettings.from_dialplan(graph)
@@ -238,6 +260,12 @@ class CallSession:
         self._awaiting_node = ""
         self._voicemail: VoicemailDrop | None = None
         self._last_ts = 0
+        # the recording: what the person sent and what the bot sent, frame by frame
+        self._recorded: tuple[bytearray, bytearray] | None = (bytearray(), bytearray()) if record else None
+        # the clock thread appends the bot's side while the session thread may copy both out
+        self._recording_lock = threading.Lock()
+        self._on_end = on_end
+        self._end_reported = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -261,7 +289,7 @@ class CallSession:
         self.engine.handle(CallerHangup())
         if self.outcome is None:
             self.outcome = self.engine.outcome
-        self.ended = True
+        self._end()
 
     @property
     def listening(self) -> bool:
@@ -277,10 +305,23 @@ class CallSession:
     def next_outbound(self, ts_ms: int) -> bytes:
         frame = self.playout.read_frame(ts_ms)
         self.detector.note_played(frame)
+        if self._recorded is not None:
+            with self._recording_lock:
+                self._recorded[1].extend(frame)
         return frame
+
+    def recording(self) -> tuple[bytes, bytes]:
+        """(what the person said, what the bot said) as PCM at the call's rate; empty when not recording."""
+        if self._recorded is None:
+            return b"", b""
+        with self._recording_lock:
+            return bytes(self._recorded[0]), bytes(self._recorded[1])
 
     def on_inbound(self, frame: bytes, ts_ms: int) -> None:
         self._last_ts = ts_ms
+        if self._recorded is not None:
+            with self._recording_lock:
+                self._recorded[0].extend(frame)
         self._playback_events(ts_ms)
         if self.ended:
             return
@@ -464,4 +505,38 @@ class CallSession:
     def _maybe_end(self, ts_ms: int) -> None:
         # Hang up only once the goodbye has been played out.
         if self.outcome is not None and self.transfer_requested is None and not self.playout.active:
-            self.ended = True
+            self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        if self._on_end is not None and not self._end_reported:
+            self._end_reported = True
+            self._on_end(self)
+
+    def report(self, duration_ms: int) -> CallReport:
+        latencies = {(e.node, e.decision_ms): e for e in self.log if isinstance(e, TurnLatency)}
+        turns = []
+        for e in self.log:
+            if isinstance(e, CustomerSaid):
+                lat = latencies.get((e.node, e.decision_ms))
+                turns.append(
+                    {
+                        "node": e.node,
+                        "text": e.text,
+                        "confidence": round(e.confidence, 3),
+                        "end_reason": e.end_reason,
+                        "speech_end_ms": e.last_voice_ms,
+                        "decision_ms": e.decision_ms,
+                        "bot_audio_ms": lat.bot_audio_ms if lat else None,
+                        "end_of_speech_to_bot_audio_ms": lat.voice_to_voice_ms if lat else None,
+                        "decision_to_bot_audio_ms": lat.turn_ms if lat else None,
+                        "compute_ms": e.compute_ms,
+                    }
+                )
+        prompts = [asdict(e) for e in self.log if isinstance(e, PromptHeard)]
+        interruptions = [asdict(e) for e in self.log if isinstance(e, Interrupt)]
+        kinds = (BotSaid, AmdVerdict, NoInput)
+        events = [{"type": type(e).__name__, **asdict(e)} for e in self.log if isinstance(e, kinds)]
+        res = self.engine.result()
+        transcript = [{"speaker": who, "text": text} for who, text in res.transcript]
+        return CallReport(self.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events, transcript)

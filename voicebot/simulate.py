@@ -8,25 +8,15 @@ a prompt, to barge in) or one WAV played as it is from the moment of answer.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from voicebot.audio.frames import AudioFormat, interleave, read_wav, split_frames, write_wav
+from voicebot.audio.frames import AudioFormat, read_wav, split_frames, write_stereo
 from voicebot.audio.line import telephone
 from voicebot.audio.resample import resample
-from voicebot.session import (
-    AmdVerdict,
-    BotSaid,
-    CallSession,
-    CustomerSaid,
-    Interrupt,
-    NoInput,
-    PromptHeard,
-    TurnLatency,
-)
+from voicebot.session import CallReport, CallSession
 
 _CUE = re.compile(r"@prompt\+(\d+)")
 
@@ -113,54 +103,11 @@ def _frames(path: Path, fmt: AudioFormat, line_snr_db: float | None, seed: int) 
     return list(split_frames(resample(pcm, rate, fmt.rate_hz), fmt))
 
 
-@dataclass
-class SimulationReport:
-    outcome: str | None
-    path: list[str]
-    slots: dict[str, str]
-    duration_ms: int
-    turns: list[dict]
-    prompts: list[dict]
-    interruptions: list[dict]
-    events: list[dict]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
-
-
-def report(session: CallSession, duration_ms: int) -> SimulationReport:
-    latencies = {(e.node, e.decision_ms): e for e in session.log if isinstance(e, TurnLatency)}
-    turns = []
-    for e in session.log:
-        if isinstance(e, CustomerSaid):
-            lat = latencies.get((e.node, e.decision_ms))
-            turns.append(
-                {
-                    "node": e.node,
-                    "text": e.text,
-                    "confidence": round(e.confidence, 3),
-                    "end_reason": e.end_reason,
-                    "speech_end_ms": e.last_voice_ms,
-                    "decision_ms": e.decision_ms,
-                    "bot_audio_ms": lat.bot_audio_ms if lat else None,
-                    "end_of_speech_to_bot_audio_ms": lat.voice_to_voice_ms if lat else None,
-                    "decision_to_bot_audio_ms": lat.turn_ms if lat else None,
-                    "compute_ms": e.compute_ms,
-                }
-            )
-    prompts = [asdict(e) for e in session.log if isinstance(e, PromptHeard)]
-    interruptions = [asdict(e) for e in session.log if isinstance(e, Interrupt)]
-    kinds = (BotSaid, AmdVerdict, NoInput)
-    events = [{"type": type(e).__name__, **asdict(e)} for e in session.log if isinstance(e, kinds)]
-    res = session.engine.result()
-    return SimulationReport(session.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events)
-
-
-def write_outputs(sim: CallSimulator, rep: SimulationReport, out_dir: Path, rate_hz: int) -> tuple[Path, Path]:
+def write_outputs(sim: CallSimulator, rep: CallReport, out_dir: Path, rate_hz: int) -> tuple[Path, Path]:
     """Stereo WAV (customer left, bot right) and the JSON log."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wav = out_dir / "call.wav"
-    write_wav(wav, interleave(b"".join(sim.inbound), b"".join(sim.outbound)), rate_hz, channels=2)
+    write_stereo(wav, b"".join(sim.inbound), b"".join(sim.outbound), rate_hz)
     log = out_dir / "call.json"
     log.write_text(rep.to_json(), encoding="utf-8")
     return wav, log
@@ -168,10 +115,10 @@ def write_outputs(sim: CallSimulator, rep: SimulationReport, out_dir: Path, rate
 
 def simulate_call(
     session: CallSession, customer: list[CustomerAudio], out_dir: Path | None = None, max_ms: int = 300_000
-) -> tuple[SimulationReport, CallSimulator]:
+) -> tuple[CallReport, CallSimulator]:
     sim = CallSimulator(session.fmt, customer)
     duration = sim.run(session, max_ms)
-    rep = report(session, duration)
+    rep = session.report(duration)
     if out_dir is not None:
         write_outputs(sim, rep, out_dir, session.fmt.rate_hz)
     return rep, sim

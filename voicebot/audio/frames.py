@@ -105,3 +105,8 @@ def interleave(left: bytes, right: bytes) -> bytes:
     n = max(len(left), len(right))
     l_arr, r_arr = to_array(left.ljust(n, b"\0")), to_array(right.ljust(n, b"\0"))
     return np.column_stack([l_arr, r_arr]).astype("<i2").tobytes()
+
+
+def write_stereo(path: str | Path, left: bytes, right: bytes, rate_hz: int) -> None:
+    """A call recording: the customer on the left, the bot on the right."""
+    write_wav(path, interleave(left, right), rate_hz, channels=2)

@@ -5,14 +5,19 @@ process (spawn) and loads the dialplan, the TTS voice and the ASR model there,
 once, in ``prepare()`` before the worker reports Ready, so no call waits for a
 model. Prompts come from the on-disk prompt cache that the campaign rendered
 before dialling; a miss (a prompt only known mid-call) is synthesised then.
+
+With ``calls_dir`` every call leaves ``<attempt_id>.json`` (outcome, path,
+transcript, turns with timings, prompts heard) and, when the dialplan says
+``record_calls: true``, ``<attempt_id>.wav`` (the customer left, the bot right).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voicebot.audio.frames import AudioFormat
+from voicebot.audio.frames import AudioFormat, write_stereo
 from voicebot.dialplan import LoadedDialplan, load_dialplan
 from voicebot.session import CallSession
 from voicebot.speech.asr import AsrEngine
@@ -33,11 +38,12 @@ class BotSessions:
     dialplan_path: Path
     prompt_dir: Path
     models_dir: Path | None = None
+    calls_dir: Path | None = None
     _loaded: _Loaded | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         # engines stay in the process that loaded them
-        return {"dialplan_path": self.dialplan_path, "prompt_dir": self.prompt_dir, "models_dir": self.models_dir, "_loaded": None}
+        return {**self.__dict__, "_loaded": None}
 
     def prepare(self) -> None:
         if self._loaded is None:
@@ -49,5 +55,19 @@ class BotSessions:
     def __call__(self, attempt_id: str, fmt: AudioFormat, contact: dict[str, str]) -> CallSession:
         self.prepare()
         assert self._loaded is not None
-        graph = self._loaded.dialplan.graph
-        return CallSession(graph, self._loaded.asr.stream(fmt.rate_hz), self._loaded.prompts, contact)
+        dialplan = self._loaded.dialplan
+        on_end = functools.partial(self._write_record, attempt_id, fmt) if self.calls_dir is not None else None
+        return CallSession(
+            dialplan.graph, self._loaded.asr.stream(fmt.rate_hz), self._loaded.prompts, contact,
+            record=dialplan.dialplan.campaign.record_calls and self.calls_dir is not None, on_end=on_end,
+        )
+
+    def _write_record(self, attempt_id: str, fmt: AudioFormat, session: CallSession) -> None:
+        # runs on the worker's session thread, never on the media clock
+        assert self.calls_dir is not None
+        self.calls_dir.mkdir(parents=True, exist_ok=True)
+        customer, bot = session.recording()
+        duration_ms = fmt.ms(max(len(customer), len(bot)))
+        if customer or bot:
+            write_stereo(self.calls_dir / f"{attempt_id}.wav", customer, bot, fmt.rate_hz)
+        (self.calls_dir / f"{attempt_id}.json").write_text(session.report(duration_ms).to_json(), encoding="utf-8")

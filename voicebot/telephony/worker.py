@@ -314,8 +314,8 @@ class MediaWorker:
 
     def call_dtmf(self, call: DialCall, digit: str) -> None:
         leg = self._legs.get(call.attempt_id)
-        if leg is None or leg.session is None:
-            return
+        if leg is None or leg.session is None or leg.port is None:
+            return  # a digit before the media is up has no session time to go with
         self._sessions.post(leg.attempt_id, leg.session, "dtmf", digit, leg.port.frames_in * self.fmt.frame_ms)
         self._emit(DtmfIn(leg.attempt_id, digit))
 
@@ -336,8 +336,9 @@ class MediaWorker:
         def inbound(frame: bytes, ts_ms: int) -> None:  # clock thread: queue only
             sessions.post(attempt_id, session, "on_inbound", frame, ts_ms)
 
-        leg.session = session
+        # port first: onDtmfDigit comes from pjmedia's own thread and needs both
         leg.port = MediaPort(f"call-{attempt_id}", self.fmt, session.next_outbound, inbound)
+        leg.session = session
         sessions.post(attempt_id, session, "start", 0)
         if not leg.call.connect_port(leg.port):
             self._hang_up(attempt_id, None)  # answered without usable audio: nothing to say to anyone

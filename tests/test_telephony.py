@@ -6,10 +6,7 @@ has a timeout.
 
 from __future__ import annotations
 
-import shutil
 import socket
-import struct
-import subprocess
 import time
 import wave
 from pathlib import Path
@@ -22,8 +19,8 @@ from voicebot.config import Trunk
 from voicebot.telephony import outcomes
 from voicebot.telephony.outcomes import LocalCancel
 
-SCENARIOS = Path(__file__).parent / "sipp"
-DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # shipped by Debian's sip-tester
+from conftest import free_port, tone
+
 
 # --- outcomes: pure ----------------------------------------------------------------------------
 
@@ -97,67 +94,6 @@ def test_frames_copy_through_ctypes_both_ways_in_microseconds() -> None:
 needs_sipp = pytest.mark.usefixtures("sipp")
 
 
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _dtmf_pcap(dest: Path, payload_type: int = 120) -> None:
-    """Debian's digit-1 pcap with its RTP payload type rewritten to the one pjsua offers."""
-    data = bytearray(DTMF_PCAP.read_bytes())
-    offset = 24  # pcap global header; each packet: 16-byte record header, Ethernet 14, IPv4 20, UDP 8, RTP
-    while offset < len(data):
-        (length,) = struct.unpack_from("<I", data, offset + 8)
-        udp = offset + 16 + 14 + 20
-        data[udp + 6 : udp + 8] = b"\0\0"  # no UDP checksum: the payload changes
-        data[udp + 9] = (data[udp + 9] & 0x80) | payload_type
-        offset += 16 + length
-    dest.write_bytes(bytes(data))
-
-
-@pytest.fixture
-def sipp(tmp_path: Path):
-    """Start a sipp UAS: ``sipp(scenario, *args, tcp=False) -> port``; killed by PID at teardown."""
-    assert shutil.which("sipp"), "sipp is not installed (Debian sip-tester; `make setup` installs it)"
-    procs: list[subprocess.Popen] = []
-    _dtmf_pcap(tmp_path / "dtmf_1.pcap")  # uas_answer plays it from sipp's working directory
-
-    def start(scenario: str, *args: str, tcp: bool = False) -> int:
-        port = _free_port(socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-        cmd = ["sipp", "-sf", str(SCENARIOS / f"{scenario}.xml"), "-i", "127.0.0.1", "-p", str(port)]
-        cmd += ["-mp", str(_free_port()), "-nostdin", "-timeout", "30s", "-t", "t1" if tcp else "u1", *args]
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        _wait_listening(port, tcp, proc)
-        return port
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=5)
-
-
-def _wait_listening(port: int, tcp: bool, proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
-    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sipp exited with {proc.returncode}"
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return  # taken: sipp is up
-        time.sleep(0.05)
-    raise AssertionError(f"sipp did not bind 127.0.0.1:{port} within {timeout_s} s")
-
-
-def _tone(freq_hz: float = 440.0, seconds: float = 1.0) -> bytes:
-    t = np.arange(int(NARROWBAND.rate_hz * seconds)) / NARROWBAND.rate_hz
-    return (0.3 * 32767 * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
-
-
 @pytest.fixture
 def worker(tmp_path: Path):
     """``worker(port, tcp=False, **settings) -> (WorkerProcess, Ready)``; stopped at teardown, must exit 0."""
@@ -168,7 +104,7 @@ def worker(tmp_path: Path):
 
     def start(port: int, tcp: bool = False, hang_up_after_ms: int | None = None, **settings):
         trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", transport="tcp" if tcp else "udp")
-        factory = playback_sessions(_tone(), tmp_path, hang_up_after_ms)
+        factory = playback_sessions(tone(), tmp_path, hang_up_after_ms)
         w = WorkerProcess(WorkerSettings(trunk, factory, **settings))
         started.append(w)
         return w, w.start(timeout_s=15)
@@ -302,7 +238,7 @@ def test_a_duplicate_attempt_is_never_dialled_twice(sipp, worker) -> None:
 def test_a_silent_trunk_is_a_trunk_error(worker) -> None:
     from voicebot.telephony.messages import Dial
 
-    w, _ = worker(_free_port(), ring_timeout_s=1.0)  # nothing listens there
+    w, _ = worker(free_port(), ring_timeout_s=1.0)  # nothing listens there
     w.send(Dial("a1", "100"))
     (ended,) = _ended(_events_until_ended(w, {"a1"}))
     assert (ended.outcome, ended.sip_code) == ("trunk_error", None)
@@ -355,3 +291,28 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
         stereo = np.frombuffer(rec.readframes(rec.getnframes()), dtype="<i2").reshape(-1, 2)
     assert stereo.shape[0] >= 8000 * 2  # the call lasted about 3 s
     assert np.abs(stereo[:, 1]).max() > 3000 and np.abs(stereo[:, 0]).max() > 1000  # the bot spoke; its echo came back
+
+
+def test_inbound_calls_are_declined(worker) -> None:
+    """An outbound dialer takes no calls: an INVITE to a worker gets 603, not pjsua2's default 500."""
+    _, ready = worker(free_port())
+    host, port = ready.local_address.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(5)
+        me = f"127.0.0.1:{s.getsockname()[1]}"
+        body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        invite = (
+            f"INVITE sip:bot@{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinbound1;rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=in1\r\nTo: <sip:bot@{host}>\r\n"
+            f"Call-ID: inbound-1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        )
+        s.sendto(invite.encode(), (host, int(port)))
+        finals = []
+        deadline = time.monotonic() + 5
+        while not finals and time.monotonic() < deadline:
+            status = s.recv(65535).decode(errors="replace").split("\r\n", 1)[0]
+            if not status.startswith("SIP/2.0 1"):
+                finals.append(status)
+    assert finals == ["SIP/2.0 603 Decline"]

@@ -8,6 +8,9 @@ clock thread still drives the conference bridge, and with it every
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 import ctypes
 import gc
 import os
@@ -27,6 +30,20 @@ from voicebot.errors import SipError
 _REQUESTED_MAX_CALLS = 4096
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
 _CODEC_IDS = {"PCMU": "PCMU/8000", "PCMA": "PCMA/8000", "G722": "G722/16000", "opus": "opus/48000"}
+
+
+class DialerAccount(pj.Account):
+    """The trunk account. An outbound dialer takes no calls: inbound INVITEs get a
+    deliberate 603 (pjsua2 would otherwise answer 500 and hold a call slot)."""
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        try:
+            call = pj.Call(self, prm.callId)
+            op = pj.CallOpParam()
+            op.statusCode = pj.PJSIP_SC_DECLINE
+            call.hangup(op)
+        except Exception:  # pjsua2 prints and swallows callback exceptions: say what failed
+            traceback.print_exc(file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -108,7 +125,7 @@ class SipEndpoint:
             ep.audDevManager().setNullDev()
             self._set_codecs()
             ep.libStart()
-            self.account = pj.Account()
+            self.account = DialerAccount()
             self.account.create(self._account_config(transport_id), True)
         except pj.Error as e:
             self.close()

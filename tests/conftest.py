@@ -1,0 +1,81 @@
+"""Shared test fixtures: sipp UAS peers on 127.0.0.1 (Debian sip-tester, installed by `make setup`)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebot.audio.frames import NARROWBAND
+
+SCENARIOS = Path(__file__).parent / "sipp"
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # shipped by Debian's sip-tester
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dtmf_pcap(dest: Path, payload_type: int = 120) -> None:
+    """Debian's digit-1 pcap with its RTP payload type rewritten to the one pjsua offers."""
+    data = bytearray(DTMF_PCAP.read_bytes())
+    offset = 24  # pcap global header; each packet: 16-byte record header, Ethernet 14, IPv4 20, UDP 8, RTP
+    while offset < len(data):
+        (length,) = struct.unpack_from("<I", data, offset + 8)
+        udp = offset + 16 + 14 + 20
+        data[udp + 6 : udp + 8] = b"\0\0"  # no UDP checksum: the payload changes
+        data[udp + 9] = (data[udp + 9] & 0x80) | payload_type
+        offset += 16 + length
+    dest.write_bytes(bytes(data))
+
+
+def _wait_listening(port: int, tcp: bool, proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"sipp exited with {proc.returncode}"
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return  # taken: sipp is up
+        time.sleep(0.05)
+    raise AssertionError(f"sipp did not bind 127.0.0.1:{port} within {timeout_s} s")
+
+
+def tone(freq_hz: float = 440.0, seconds: float = 1.0) -> bytes:
+    t = np.arange(int(NARROWBAND.rate_hz * seconds)) / NARROWBAND.rate_hz
+    return (0.3 * 32767 * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
+
+
+@pytest.fixture
+def sipp(tmp_path: Path):
+    """Start a sipp UAS: ``sipp(scenario, *args, tcp=False) -> port``; killed by PID at teardown."""
+    assert shutil.which("sipp"), "sipp is not installed (Debian sip-tester; `make setup` installs it)"
+    procs: list[subprocess.Popen] = []
+    _dtmf_pcap(tmp_path / "dtmf_1.pcap")  # uas_answer plays it from sipp's working directory
+
+    def start(scenario: str, *args: str, tcp: bool = False) -> int:
+        port = free_port(socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        cmd = ["sipp", "-sf", str(SCENARIOS / f"{scenario}.xml"), "-i", "127.0.0.1", "-p", str(port)]
+        cmd += ["-mp", str(free_port()), "-nostdin", "-timeout", "30s", "-t", "t1" if tcp else "u1", *args]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        _wait_listening(port, tcp, proc)
+        return port
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=5)
+
+

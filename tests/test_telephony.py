@@ -316,3 +316,34 @@ def test_inbound_calls_are_declined(worker) -> None:
             if not status.startswith("SIP/2.0 1"):
                 finals.append(status)
     assert finals == ["SIP/2.0 603 Decline"]
+
+
+@pytest.mark.parametrize("password, registered", [("secret", True), ("wrong", False)])
+def test_registration_with_digest_auth(monkeypatch, tmp_path: Path, password: str, registered: bool) -> None:
+    """A registered trunk: the worker answers the registrar's challenge with the password from the environment."""
+    import subprocess
+
+    from conftest import SCENARIOS
+    from voicebot.telephony.playback import playback_sessions
+    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
+
+    port = free_port()
+    registrar = subprocess.Popen(
+        ["sipp", "-sf", str(SCENARIOS / "uas_register.xml"), "-i", "127.0.0.1", "-p", str(port), "-nostdin",
+         "-timeout", "15s", "-t", "u1", "-m", "1"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    monkeypatch.setenv("VOICEBOT_TEST_TRUNK_PASSWORD", password)  # the spawned worker inherits it
+    trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", registrar=f"sip:127.0.0.1:{port}",
+                  username="bot", password_env="VOICEBOT_TEST_TRUNK_PASSWORD")
+    w = WorkerProcess(WorkerSettings(trunk, playback_sessions(tone())))
+    try:
+        w.start(timeout_s=15)
+        # the scenario ends cleanly only after a correctly authenticated REGISTER got its 200
+        code = registrar.wait(timeout=20)
+    finally:
+        if registrar.poll() is None:
+            registrar.kill()
+            registrar.wait(timeout=5)
+        assert w.stop(timeout_s=10) == 0
+    assert (code == 0) is registered

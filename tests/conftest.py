@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from voicebot.audio.frames import NARROWBAND
+from voicebot.config import Trunk
 
 SCENARIOS = Path(__file__).parent / "sipp"
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # shipped by Debian's sip-tester
@@ -79,3 +80,21 @@ def sipp(tmp_path: Path):
         proc.wait(timeout=5)
 
 
+@pytest.fixture
+def worker(tmp_path: Path):
+    """``worker(port, tcp=False, **settings) -> (WorkerProcess, Ready)``; stopped at teardown, must exit 0."""
+    from voicebot.telephony.playback import playback_sessions
+    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
+
+    started = []
+
+    def start(port: int, tcp: bool = False, hang_up_after_ms: int | None = None, **settings):
+        trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", transport="tcp" if tcp else "udp")
+        factory = playback_sessions(tone(), tmp_path, hang_up_after_ms)
+        w = WorkerProcess(WorkerSettings(trunk, factory, **settings))
+        started.append(w)
+        return w, w.start(timeout_s=15)
+
+    yield start
+    codes = [w.stop(timeout_s=10) for w in started]
+    assert codes == [0] * len(codes), f"worker exit codes {codes}: a pjsua2 object outlived libDestroy?"

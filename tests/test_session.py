@@ -113,24 +113,16 @@ def test_silence_reprompts_after_the_timeout(graph):
     assert no_input[0].ts_ms - first_prompt_end == pytest.approx(6000, abs=40)
 
 
-def test_barge_in_not_allowed_keeps_playing(graph):
-    settings_lines = [CustomerLine("stop talking please", ms=800, delay_ms=500, cue="prompt"), CustomerLine("wrong number", ms=900)]
-    session, _, _ = run(graph, settings_lines)
+def test_barge_in_not_allowed_keeps_playing(graph, tmp_path):
+    lines = [CustomerLine("stop talking please", ms=800, delay_ms=500, cue="prompt"), CustomerLine("wrong number", ms=900)]
+    session, _, _ = run(graph, lines)
     assert events(session, Interrupt)  # allowed by default
-    # now forbid barge-in on every prompt
-    from voicebot.script import engine as engine_mod
-
-    session2 = None
-    original = engine_mod.ScriptEngine._say
-
-    def no_barge(self, prompt_id, prompt, barge_in, actions):
-        original(self, prompt_id, prompt, False, actions)
-
-    engine_mod.ScriptEngine._say = no_barge
-    try:
-        session2, _, _ = run(graph, settings_lines)
-    finally:
-        engine_mod.ScriptEngine._say = original
+    # now forbid barge-in on every prompt, as a dialplan does
+    text = (ROOT / "dialplans" / "demo_en.yaml").read_text().replace("    barge_in: true\n", "    barge_in: false\n", 1)
+    assert "barge_in: false" in text
+    path = tmp_path / "no_barge_in.yaml"
+    path.write_text(text)
+    session2, _, _ = run(load_dialplan(path).graph, lines)
     assert not events(session2, Interrupt)
     greeting = [e for e in events(session2, PromptHeard) if e.prompt_id == "greeting"][0]
     assert not greeting.interrupted

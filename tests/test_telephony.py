@@ -94,26 +94,6 @@ def test_frames_copy_through_ctypes_both_ways_in_microseconds() -> None:
 needs_sipp = pytest.mark.usefixtures("sipp")
 
 
-@pytest.fixture
-def worker(tmp_path: Path):
-    """``worker(port, tcp=False, **settings) -> (WorkerProcess, Ready)``; stopped at teardown, must exit 0."""
-    from voicebot.telephony.playback import playback_sessions
-    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
-
-    started = []
-
-    def start(port: int, tcp: bool = False, hang_up_after_ms: int | None = None, **settings):
-        trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", transport="tcp" if tcp else "udp")
-        factory = playback_sessions(tone(), tmp_path, hang_up_after_ms)
-        w = WorkerProcess(WorkerSettings(trunk, factory, **settings))
-        started.append(w)
-        return w, w.start(timeout_s=15)
-
-    yield start
-    codes = [w.stop(timeout_s=10) for w in started]
-    assert codes == [0] * len(codes), f"worker exit codes {codes}: a pjsua2 object outlived libDestroy?"
-
-
 def _events_until_ended(w, attempt_ids: set[str], timeout_s: float = 15.0) -> list:
     from voicebot.telephony.messages import DialFailed, Ended
 

@@ -23,9 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.config import Trunk
 
-from conftest import tone
 
 TORTURE_DIR = Path(__file__).parent.parent.parent / "shared" / "sip-torture"
 
@@ -46,25 +44,6 @@ def _on_the_wire(data: bytes) -> bytes:
     # The README: stored with LF, sent with CRLF, except files that already carry
     # their CRLFs (binary bodies such as mpart01.dat, where a bare LF is body data).
     return data if b"\r\n" in data else data.replace(b"\n", b"\r\n")
-
-
-@pytest.fixture
-def worker(tmp_path: Path):
-    """``worker(port, tcp) -> (WorkerProcess, Ready)``; killed at teardown if the test did not stop it."""
-    from voicebot.telephony.playback import playback_sessions
-    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
-
-    started = []
-
-    def start(port: int, tcp: bool):
-        trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", transport="tcp" if tcp else "udp")
-        w = WorkerProcess(WorkerSettings(trunk, playback_sessions(tone(), tmp_path)))
-        started.append(w)
-        return w, w.start(timeout_s=15)
-
-    yield start
-    for w in started:
-        w.stop(timeout_s=10)  # Stop, then kill by PID if it does not exit
 
 
 def _next_of(w, kind: type, timeout_s: float) -> list:

@@ -259,7 +259,6 @@ class CallSession:
         self._awaiting_reply: EndOfTurn | None = None
         self._awaiting_node = ""
         self._voicemail: VoicemailDrop | None = None
-        self._last_ts = 0
         # the recording: what the person sent and what the bot sent, frame by frame
         self._recorded: tuple[bytearray, bytearray] | None = (bytearray(), bytearray()) if record else None
         # the clock thread appends the bot's side while the session thread may copy both out
@@ -318,7 +317,6 @@ class CallSession:
             return bytes(self._recorded[0]), bytes(self._recorded[1])
 
     def on_inbound(self, frame: bytes, ts_ms: int) -> None:
-        self._last_ts = ts_ms
         if self._recorded is not None:
             with self._recording_lock:
                 self._recorded[0].extend(frame)

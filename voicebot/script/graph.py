@@ -104,7 +104,7 @@ def check_graph(doc: YamlFile) -> list[Problem]:
 
     problems += _check_templates(doc, data, script, nodes)
     problems += _check_outcomes(doc, data, script, nodes)
-    problems += _check_wavs(doc, nodes, script)
+    problems += _check_wavs(doc, nodes)
     return problems
 
 
@@ -282,7 +282,7 @@ def _check_outcomes(doc: YamlFile, data: dict, script: dict, nodes: dict) -> lis
     return problems
 
 
-def _check_wavs(doc: YamlFile, nodes: dict, script: dict) -> list[Problem]:
+def _check_wavs(doc: YamlFile, nodes: dict) -> list[Problem]:
     problems = []
     for node_id, raw in nodes.items():
         for key in ("say", "reprompt"):

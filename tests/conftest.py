@@ -57,6 +57,20 @@ def tone(freq_hz: float = 440.0, seconds: float = 1.0) -> bytes:
     return (0.3 * 32767 * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
 
 
+def events_until_ended(w, attempt_ids: set[str], timeout_s: float = 15.0) -> list:
+    """A worker's events until every one of ``attempt_ids`` has ended (or failed to dial)."""
+    from voicebot.telephony.messages import DialFailed, Ended
+
+    events, open_ids = [], set(attempt_ids)
+    deadline = time.monotonic() + timeout_s
+    while open_ids:
+        event = w.next_event(max(0.1, deadline - time.monotonic()))
+        events.append(event)
+        if isinstance(event, (Ended, DialFailed)):
+            open_ids.discard(event.attempt_id)
+    return events
+
+
 @pytest.fixture
 def sipp(tmp_path: Path):
     """Start a sipp UAS: ``sipp(scenario, *args, tcp=False) -> port``; killed by PID at teardown."""
@@ -98,3 +112,21 @@ def worker(tmp_path: Path):
     yield start
     codes = [w.stop(timeout_s=10) for w in started]
     assert codes == [0] * len(codes), f"worker exit codes {codes}: a pjsua2 object outlived libDestroy?"
+
+
+@pytest.fixture
+def baresip(tmp_path: Path):
+    """Start baresip peers: ``baresip(name, wav) -> BaresipPeer`` (auto-answer, recording); stopped at teardown."""
+    from voicebot.peers.baresip import BaresipPeer
+
+    assert shutil.which("baresip"), "baresip is not installed (Debian baresip-core; `make setup` installs it)"
+    peers: list[BaresipPeer] = []
+
+    def start(name: str, wav: Path) -> BaresipPeer:
+        peer = BaresipPeer(name, tmp_path / "peers", wav)
+        peers.append(peer)
+        return peer.start()
+
+    yield start
+    for peer in peers:
+        peer.stop()

@@ -19,7 +19,7 @@ from voicebot.config import Trunk
 from voicebot.telephony import outcomes
 from voicebot.telephony.outcomes import LocalCancel
 
-from conftest import free_port, tone
+from conftest import events_until_ended, free_port, tone
 
 
 # --- outcomes: pure ----------------------------------------------------------------------------
@@ -94,19 +94,6 @@ def test_frames_copy_through_ctypes_both_ways_in_microseconds() -> None:
 needs_sipp = pytest.mark.usefixtures("sipp")
 
 
-def _events_until_ended(w, attempt_ids: set[str], timeout_s: float = 15.0) -> list:
-    from voicebot.telephony.messages import DialFailed, Ended
-
-    events, open_ids = [], set(attempt_ids)
-    deadline = time.monotonic() + timeout_s
-    while open_ids:
-        event = w.next_event(max(0.1, deadline - time.monotonic()))
-        events.append(event)
-        if isinstance(event, (Ended, DialFailed)):
-            open_ids.discard(event.attempt_id)
-    return events
-
-
 def _ended(events: list):
     from voicebot.telephony.messages import Ended
 
@@ -120,7 +107,7 @@ def test_answered_call_carries_media_both_ways_and_dtmf(sipp, worker, tmp_path: 
     port = sipp("uas_answer", "-rtp_echo", "-d", "2000", "-m", "1")
     w, _ = worker(port)
     w.send(Dial("a1", "100"))
-    events = _events_until_ended(w, {"a1"})
+    events = events_until_ended(w, {"a1"})
     kinds = [type(e) for e in events]
     assert kinds[:3] == [Dialled, Ringing, Answered]
     assert DtmfIn("a1", "1") in events
@@ -144,7 +131,7 @@ def test_the_bot_hangs_up_when_its_session_ends(sipp, worker) -> None:
     port = sipp("uas_answer", "-rtp_echo", "-d", "10000", "-m", "1")
     w, _ = worker(port, hang_up_after_ms=1000)
     w.send(Dial("a1", "100"))
-    (ended,) = _ended(_events_until_ended(w, {"a1"}))
+    (ended,) = _ended(events_until_ended(w, {"a1"}))
     assert (ended.outcome, ended.sip_code, ended.hangup_by, ended.session_outcome) == ("answered", 200, "local", "completed")
     assert 900 <= ended.talk_ms <= 3000
 
@@ -165,7 +152,7 @@ def test_rejected_calls_get_their_outcome_and_sip_code(sipp, worker, code: int, 
     port = sipp(f"uas_{code}", "-m", "1")
     w, _ = worker(port)
     w.send(Dial("a1", "100"))
-    (ended,) = _ended(_events_until_ended(w, {"a1"}))
+    (ended,) = _ended(events_until_ended(w, {"a1"}))
     assert (ended.outcome, ended.sip_code, ended.reason, ended.talk_ms) == (outcome, code, reason, 0)
 
 
@@ -176,7 +163,7 @@ def test_busy_over_tcp(sipp, worker) -> None:
     port = sipp("uas_486", "-m", "1", tcp=True)
     w, _ = worker(port, tcp=True)
     w.send(Dial("a1", "100"))
-    events = _events_until_ended(w, {"a1"})
+    events = events_until_ended(w, {"a1"})
     assert any(isinstance(e, Dialled) and e.uri.endswith(";transport=tcp") for e in events)
     (ended,) = _ended(events)
     assert (ended.outcome, ended.sip_code) == ("busy", 486)
@@ -193,7 +180,7 @@ def test_k_calls_ring_out_the_next_is_refused_and_all_end_as_no_answer(sipp, wor
     ids = [f"a{i}" for i in range(k + 1)]
     for attempt_id in ids:
         w.send(Dial(attempt_id, "100"))
-    events = _events_until_ended(w, set(ids))
+    events = events_until_ended(w, set(ids))
     failed = [e for e in events if isinstance(e, DialFailed)]
     # the PyPI wheel allows 4 calls: the 5th makeCall fails with PJ_ETOOMANY
     assert [(f.attempt_id, f.code) for f in failed] == [(ids[-1], "sip-too-many-calls")]
@@ -210,7 +197,7 @@ def test_a_duplicate_attempt_is_never_dialled_twice(sipp, worker) -> None:
     port = sipp("uas_486", "-m", "1")
     w, _ = worker(port)
     w.send(Dial("a1", "100"))
-    assert len(_ended(_events_until_ended(w, {"a1"}))) == 1
+    assert len(_ended(events_until_ended(w, {"a1"}))) == 1
     w.send(Dial("a1", "100"))
     assert w.next_event(5) == DialFailed("a1", "duplicate-attempt", "this worker already dialled this attempt")
 
@@ -220,7 +207,7 @@ def test_a_silent_trunk_is_a_trunk_error(worker) -> None:
 
     w, _ = worker(free_port(), ring_timeout_s=1.0)  # nothing listens there
     w.send(Dial("a1", "100"))
-    (ended,) = _ended(_events_until_ended(w, {"a1"}))
+    (ended,) = _ended(events_until_ended(w, {"a1"}))
     assert (ended.outcome, ended.sip_code) == ("trunk_error", None)
 
 
@@ -251,7 +238,7 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
     try:
         w.start(timeout_s=60)  # loads Piper and PocketSphinx before Ready
         w.send(Dial("g1", "100", tuple(contact.items())))
-        (ended,) = _ended(_events_until_ended(w, {"g1"}, timeout_s=30))
+        (ended,) = _ended(events_until_ended(w, {"g1"}, timeout_s=30))
     finally:
         assert w.stop(timeout_s=15) == 0
     with capsys.disabled():

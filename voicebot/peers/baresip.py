@@ -1,0 +1,189 @@
+"""A baresip user agent as a simulated person on the far end of a call.
+
+Used by the integration tests and the demo's local "PBX": a customer who
+auto-answers and plays a WAV of answers, or an operator who auto-answers,
+plays a WAV and presses a key. Every peer records what it hears and what it
+sends (baresip's ``sndfile`` module) into its own directory.
+
+baresip 1.0.0 (Debian 12) needs: ``answermode=auto`` on the account plus the
+``menu`` module for auto-answer; ``aufile`` as the audio source (it has no
+aufile player, so the player is ``aubridge,nil``: decoded audio goes nowhere
+but through ``sndfile``); ``net_interface 127.0.0.1`` (not ``lo``). It hangs
+up when the WAV ends, so the WAV carries trailing silence for as long as the
+peer should stay on the line. Commands go through ``ctrl_tcp``: netstring-framed
+JSON on a local TCP port.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voicebot.errors import VoicebotError
+
+MODULES_DIR = Path("/usr/lib/baresip/modules")
+
+
+class PeerError(VoicebotError):
+    pass
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One call's audio as a peer saw it: what it heard (decoded) and what it sent (encoded)."""
+
+    heard: Path
+    sent: Path
+
+
+@dataclass
+class BaresipPeer:
+    """One baresip process on 127.0.0.1 that auto-answers every call, playing ``play``."""
+
+    name: str
+    workdir: Path
+    play: Path
+    codecs: tuple[str, ...] = ("g711",)
+    sip_port: int = 0
+    ctrl_port: int = 0
+    log: list[str] = field(default_factory=list)
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _token: int = field(default=0, init=False, repr=False)
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.name}@127.0.0.1:{self.sip_port}"
+
+    @property
+    def home(self) -> Path:
+        return self.workdir / self.name
+
+    def start(self, timeout_s: float = 10.0) -> BaresipPeer:
+        exe = shutil.which("baresip")
+        if exe is None:
+            raise PeerError("baresip is not installed (Debian baresip-core; `make setup` installs it)", code="peer-missing")
+        if not self.play.is_file():
+            raise PeerError(f"{self.play}: no such WAV for peer {self.name}", code="peer-wav")
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.sip_port = self.sip_port or _free_port(socket.SOCK_DGRAM)
+        self.ctrl_port = self.ctrl_port or _free_port(socket.SOCK_STREAM)
+        (self.home / "config").write_text(self._config(), encoding="utf-8")
+        (self.home / "accounts").write_text(f"<sip:{self.name}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto\n", encoding="utf-8")
+        out = open(self.home / "baresip.log", "wb")  # noqa: SIM115 - the process owns it until stop()
+        self._proc = subprocess.Popen([exe, "-f", str(self.home)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise PeerError(f"baresip {self.name} exited with {self._proc.returncode}: {self._log_tail()}", code="peer-start")
+            try:
+                with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise PeerError(f"baresip {self.name} did not open its control port within {timeout_s} s: {self._log_tail()}", code="peer-start")
+
+    def command(self, command: str, params: str = "", timeout_s: float = 5.0) -> dict:
+        """Run a baresip command (e.g. ``sndcode 1``, ``hangup``) and return its JSON response."""
+        self._token += 1
+        token = str(self._token)
+        body = json.dumps({"command": command, "params": params, "token": token}).encode()
+        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=timeout_s) as s:
+            s.sendall(b"%d:%s," % (len(body), body))
+            reader = _Netstrings(s)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                message = json.loads(reader.next())
+                if message.get("response") and message.get("token") == token:
+                    if not message.get("ok", False):
+                        raise PeerError(f"baresip {self.name}: {command} {params}: {message.get('data', '')}", code="peer-command")
+                    return message
+        raise PeerError(f"baresip {self.name}: no response to {command}", code="peer-command")
+
+    def recordings(self) -> list[Recording]:
+        """Every call's recording pair, oldest first (sndfile names them by time and direction)."""
+        heard = sorted(self.home.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+        return [Recording(h, h.with_name(h.name.replace("-dec.wav", "-enc.wav"))) for h in heard]
+
+    def stop(self) -> int | None:
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        code, self._proc = self._proc.returncode, None
+        return code
+
+    def __enter__(self) -> BaresipPeer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _config(self) -> str:
+        with wave.open(str(self.play)) as w:
+            rate, channels = w.getframerate(), w.getnchannels()
+        codec_modules = [f"module {c}.so" for c in self.codecs]
+        lines = [
+            "poll_method epoll",
+            f"sip_listen 127.0.0.1:{self.sip_port}",
+            "net_interface 127.0.0.1",
+            f"audio_source aufile,{self.play}",
+            "audio_player aubridge,nil",
+            "audio_alert aubridge,nil",
+            f"audio_srate {rate}",
+            f"audio_channels {channels}",
+            "rtp_timeout 0",
+            f"module_path {MODULES_DIR}",
+            *codec_modules,
+            "module aufile.so",
+            "module aubridge.so",
+            "module sndfile.so",
+            "module_app account.so",
+            "module_app menu.so",
+            "module_app ctrl_tcp.so",
+            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            f"snd_path {self.home}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _log_tail(self, n: int = 8) -> str:
+        try:
+            return " | ".join((self.home / "baresip.log").read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+class _Netstrings:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+
+    def next(self) -> bytes:
+        while True:
+            head, sep, rest = self._buf.partition(b":")
+            if sep and head.isdigit() and len(rest) > int(head):
+                n = int(head)
+                self._buf = rest[n + 1 :]
+                return rest[:n]
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise PeerError("baresip closed its control connection", code="peer-command")
+            self._buf += chunk

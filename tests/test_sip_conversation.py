@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import events_until_ended
+from conftest import events_until_ended, locate
 from voicebot.audio.frames import NARROWBAND, read_wav
 from voicebot.config import AsrSettings, Trunk
 from voicebot.dialplan import load_dialplan
@@ -100,3 +100,54 @@ def test_a_whole_sales_conversation_over_sip(baresip, prompts, tmp_path: Path, c
     words = set(transcribe(rec.heard, 0.0, 9.0).split())
     greeting_words = {"help", "companies", "third", "minute", "talk", "cloud", "hosting", "bills"}
     assert len(words & greeting_words) >= 3, words
+
+
+def operator_dialplan(folder: Path, operator_uri: str, mode: str, warm: bool = False) -> Path:
+    path = recording_dialplan(folder)
+    text = path.read_text().replace('"sip:600@127.0.0.1:5090"', f'"{operator_uri}"')
+    text = text.replace("    mode: transfer\n", f"    mode: {mode}\n    warm: {str(warm).lower()}\n    timeout_s: 20s\n", 1)
+    path.write_text(text)
+    return path
+
+
+def test_a_blind_transfer_connects_the_customer_to_the_operator(baresip, prompts, tmp_path: Path, capsys) -> None:
+    from voicebot.peers.customer import speak as say
+    from voicebot.telephony.messages import HandoffRequested
+
+    operator_wav = tmp_path / "operator.wav"
+    from voicebot.audio.frames import write_wav
+
+    operator_greeting = say("sales team, good morning", NARROWBAND, snr_db=None)
+    write_wav(operator_wav, b"".join(operator_greeting) + bytes(16000 * 30), 8000)
+    operator = baresip("operator", operator_wav)
+    dialplan = operator_dialplan(tmp_path, operator.uri, "transfer")
+    track = rehearse(dialplan, prompts, ["how much does it cost"], tail_ms=15000)
+    question_frames = speak("how much does it cost", NARROWBAND, seed=0)  # as rehearse() spoke it
+    assert track.rehearsal.path == ["greeting", "handoff_buying"]
+    anna = baresip("anna", track.write(tmp_path / "anna.wav", NARROWBAND.rate_hz))
+
+    ended, events, record = run_call(dialplan, prompts, anna.sip_port, "anna", tmp_path / "calls")
+
+    (handoff,) = [e for e in events if isinstance(e, HandoffRequested)]
+    with capsys.disabled():
+        print(f"\n  transfer: {ended.handoff}, {ended.session_outcome}, context node {handoff.context['node']}")
+    assert (ended.outcome, ended.session_outcome, ended.handoff) == ("answered", "handoff", "transferred")
+    assert handoff.context["node"] == "handoff_buying" and handoff.context["contact"]["first_name"] == "Anna"
+    assert {"speaker": "customer", "text": record["transcript"][1]["text"]} in handoff.context["transcript"]
+    assert record["handoff"]["ok"] is True and record["handoff"]["mode"] == "transfer"
+    # the customer now talks with the operator. Anna's new call plays her WAV from the start:
+    # let it run to her question, then the operator hangs up and both recordings are closed
+    operator.wait_for_recording(seconds=13.0, timeout_s=30.0)
+    operator.command("hangup")
+    operator.wait_idle(timeout_s=10.0)
+    (at_operator,) = operator.recordings()
+    anna_calls = anna.recordings()
+    assert len(anna_calls) == 2  # the bot's call, then the one the REFER made to the operator
+    question = b"".join(question_frames)
+    greeting = b"".join(operator_greeting)
+    at, score = locate(read_wav(at_operator.heard)[0], question)
+    back_at, back_score = locate(read_wav(anna_calls[1].heard)[0], greeting)
+    with capsys.disabled():
+        print(f"  the operator heard the customer's question at {at:.1f} s (match {score:.2f}); "
+              f"the customer heard the operator at {back_at:.1f} s (match {back_score:.2f})")
+    assert score > 0.8 and back_score > 0.8

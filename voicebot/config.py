@@ -26,6 +26,8 @@ SYSTEM_OUTCOMES = frozenset(
         "voicemail",  # answering machine detected
         "worker_lost",  # media worker died mid-call
         "customer_hangup",  # the person hung up mid-script
+        "max_duration",  # the call reached the campaign's max_call_duration_s
+        "stopped",  # the dialer ended the call (campaign stopped, shutdown)
         "handoff",  # transferred to an operator
         "handoff_failed",  # transfer failed and the script had no fallback
         "no_input",  # the person stayed silent past every reprompt
@@ -278,8 +280,15 @@ class Operator(Frozen):
     uri: str
     mode: Literal["transfer", "bridge"] = "transfer"
     warm: bool = False
-    accept_digit: str = "1"
+    accept_digit: str = Field("1", pattern=r"^[0-9*#]$")
     timeout_s: DurationS = 30.0
+    # Bridge mode: what the operator hears before accepting (warm), and what the customer hears meanwhile.
+    # Besides contact fields and variables: {node}, {last_words}, {accept_digit}.
+    briefing: str = (
+        "Incoming call from {first_name|a customer} at {company|an unknown company}. "
+        "They said: {last_words|nothing yet}. Press {accept_digit} to take the call."
+    )
+    hold: str = "Please stay on the line, I am connecting you."
 
     @field_validator("uri")
     @classmethod

@@ -52,6 +52,7 @@ from voicebot.speech.asr import AsrStream
 
 _COMPLETE_SCORE = 0.9  # a partial this close to an expected answer may end the turn early
 _PREROLL_MS = 400  # audio kept from before speech was confirmed, so ASR hears the onset
+_HOLD_PAUSE_MS = 4000  # between repeats of the hold prompt
 
 
 class PromptSource(Protocol):
@@ -131,7 +132,52 @@ class NoInput:
     node: str
 
 
-SessionEvent = BotSaid | PromptHeard | Interrupt | CustomerSaid | TurnLatency | AmdVerdict | NoInput
+@dataclass(frozen=True)
+class HandoffStarted:
+    ts_ms: int
+    operator: str
+    mode: str
+    node: str
+
+
+@dataclass(frozen=True)
+class HandoffEnded:
+    ts_ms: int
+    ok: bool
+    reason: str
+
+
+SessionEvent = BotSaid | PromptHeard | Interrupt | CustomerSaid | TurnLatency | AmdVerdict | NoInput | HandoffStarted | HandoffEnded
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A call to hand to a person: where to, how, and what the operator side is told.
+
+    ``context()`` is what the operator's screen shows (published on the bus;
+    logged until then). The audio is PCM at the call's rate: the spoken
+    briefing for the operator (warm bridge only) and the customer's hold prompt
+    (bridge only).
+    """
+
+    operator: str
+    uri: str
+    mode: str  # transfer | bridge
+    warm: bool
+    accept_digit: str
+    timeout_s: float
+    node: str
+    contact: dict[str, str]
+    transcript: list[dict[str, str]]
+    briefing_text: str
+    briefing: bytes = b""
+    hold: bytes = b""
+
+    def context(self) -> dict:
+        return {
+            "operator": self.operator, "uri": self.uri, "mode": self.mode, "warm": self.warm, "node": self.node,
+            "contact": self.contact, "transcript": self.transcript, "briefing": self.briefing_text,
+        }
 
 
 @dataclass
@@ -147,6 +193,7 @@ class CallReport:
     interruptions: list[dict]
     events: list[dict]
     transcript: list[dict]  # who said what, in order
+    handoff: dict | None = None  # the context handed to the operator, and how it went
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
@@ -250,6 +297,11 @@ class CallSession:
         self.outcome: str | None = None  # set when the call should end (after playout drains)
         self.transfer_requested: Transfer | None = None
         self.ended = False
+        self._handoff: Handoff | None = None  # the latest one, kept for the report
+        self._handing_off = False  # between take_handoff() and transfer_result()
+        self._handoff_result: HandoffEnded | None = None
+        self._hold_next_ms: int | None = None  # when to say the hold prompt again
+        self._now_ms = 0
         self._preroll: deque[tuple[int, bytes]] = deque(maxlen=_PREROLL_MS // s.fmt.frame_ms)
         self._capturing = False  # frames go to ASR
         self._turn: _Turn | None = None
@@ -276,11 +328,49 @@ class CallSession:
         if not self.ended and self.outcome is None:
             self._execute(self.engine.handle(Dtmf(digit)), ts_ms)
 
+    @property
+    def handoff_due(self) -> bool:
+        """The script asked for a person and its handoff prompt has been played out."""
+        return self.transfer_requested is not None and not self._handing_off and not self.playout.active
+
+    def take_handoff(self) -> Handoff:
+        """The handoff to carry out now (once per request). Renders the briefing and hold
+        prompts, which may synthesise speech: call it off the media clock."""
+        t = self.transfer_requested
+        assert t is not None, "no transfer was requested"
+        op = self.graph.dialplan.operators[t.operator]
+        res = self.engine.result()
+        said = [text for who, text in res.transcript if who == "customer"]
+        values = {**self.engine.values(), "node": t.node, "last_words": said[-1] if said else "", "accept_digit": op.accept_digit}
+        text = render(op.briefing, values, f"operators.{t.operator}.briefing")
+        bridge = t.mode == "bridge"
+        handoff = Handoff(
+            t.operator, t.uri, t.mode, t.warm, op.accept_digit, op.timeout_s, t.node,
+            {k: str(v) for k, v in self.engine.values().items()},
+            [{"speaker": who, "text": said_text} for who, said_text in res.transcript],
+            text,
+            briefing=self.prompts.get(text, self.fmt.rate_hz) if bridge and t.warm else b"",
+            hold=self.prompts.get(render(op.hold, values, f"operators.{t.operator}.hold"), self.fmt.rate_hz) if bridge else b"",
+        )
+        self._handoff, self._handing_off = handoff, True
+        self.log.append(HandoffStarted(self._now_ms, t.operator, t.mode, t.node))
+        if handoff.hold:
+            self._hold_next_ms = self._now_ms
+        return handoff
+
     def transfer_result(self, ok: bool, ts_ms: int, reason: str = "") -> None:
         self.transfer_requested = None
+        self._hold_next_ms = None
+        self.playout.clear(ts_ms)  # the hold prompt, if any: not part of the script
+        self.playout.take_events()
+        if self._handing_off:
+            self._handoff_result = HandoffEnded(ts_ms, ok, reason)
+            self.log.append(self._handoff_result)
+        self._handing_off = False
         self._execute(self.engine.handle(TransferResult(ok, reason)), ts_ms)
         if ok:
             self.outcome = self.engine.outcome
+            self._maybe_end(ts_ms)  # the person is with the operator: this session is done
 
     def remote_hangup(self, ts_ms: int) -> None:
         for done in self.playout.clear(ts_ms):
@@ -288,6 +378,16 @@ class CallSession:
         self.engine.handle(CallerHangup())
         if self.outcome is None:
             self.outcome = self.engine.outcome
+        self._end()
+
+    def local_hangup(self, ts_ms: int, outcome: str) -> None:
+        """The bot's side closed the line before the script finished (max call duration, campaign stop)."""
+        if self.ended:
+            return
+        for done in self.playout.clear(ts_ms):
+            self._prompt_finished(done)
+        if self.outcome is None:
+            self.outcome = self.engine.outcome or outcome
         self._end()
 
     @property
@@ -317,9 +417,13 @@ class CallSession:
             return bytes(self._recorded[0]), bytes(self._recorded[1])
 
     def on_inbound(self, frame: bytes, ts_ms: int) -> None:
+        self._now_ms = ts_ms
         if self._recorded is not None:
             with self._recording_lock:
                 self._recorded[0].extend(frame)
+        if self._hold_next_ms is not None:
+            self._hold_tick(ts_ms)
+            return
         self._playback_events(ts_ms)
         if self.ended:
             return
@@ -443,6 +547,14 @@ class CallSession:
             self.log.append(NoInput(ts_ms, self._listening.node))
             self._execute(self.engine.handle(Silence()), ts_ms)
 
+    def _hold_tick(self, ts_ms: int) -> None:
+        # waiting for the operator: the hold prompt, then a pause, again; nothing else runs
+        assert self._handoff is not None and self._hold_next_ms is not None
+        self.playout.take_events()
+        if not self.playout.active and ts_ms >= self._hold_next_ms:
+            self.playout.play("handoff#hold", self._handoff.hold)
+            self._hold_next_ms = ts_ms + self.fmt.ms(len(self._handoff.hold)) + _HOLD_PAUSE_MS
+
     # -- answering machines -------------------------------------------------------------------------
 
     def _amd(self, verdict: AmdResult, ts_ms: int) -> None:
@@ -533,8 +645,13 @@ class CallSession:
                 )
         prompts = [asdict(e) for e in self.log if isinstance(e, PromptHeard)]
         interruptions = [asdict(e) for e in self.log if isinstance(e, Interrupt)]
-        kinds = (BotSaid, AmdVerdict, NoInput)
+        kinds = (BotSaid, AmdVerdict, NoInput, HandoffStarted, HandoffEnded)
         events = [{"type": type(e).__name__, **asdict(e)} for e in self.log if isinstance(e, kinds)]
         res = self.engine.result()
         transcript = [{"speaker": who, "text": text} for who, text in res.transcript]
-        return CallReport(self.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events, transcript)
+        handoff = None
+        if self._handoff is not None:
+            handoff = self._handoff.context()
+            if self._handoff_result is not None:
+                handoff.update(ok=self._handoff_result.ok, reason=self._handoff_result.reason)
+        return CallReport(self.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events, transcript, handoff)

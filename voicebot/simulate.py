@@ -67,7 +67,8 @@ class CallSimulator:
                     replied = False
             replied = replied or (playing and not queue)
             was_playing = playing
-            if session.transfer_requested is not None and not session.playout.active:
+            if session.handoff_due:
+                session.take_handoff()
                 session.transfer_result(self.transfer_ok, ts, "" if self.transfer_ok else "simulated operator did not answer")
             frame = queue.pop(0) if queue else self.fmt.silence()
             session.on_inbound(frame, ts)

@@ -17,6 +17,7 @@ JSON on a local TCP port.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,25 @@ def _free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _free_sip_port() -> int:
+    """A port free for SIP over UDP and TCP, with the next one free for TLS (baresip takes all three)."""
+    for _ in range(50):
+        port = _free_port(socket.SOCK_DGRAM)
+        socks = []
+        try:
+            for kind, p in ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port), (socket.SOCK_STREAM, port + 1)):
+                sock = socket.socket(socket.AF_INET, kind)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise PeerError("no free SIP port for baresip on 127.0.0.1", code="peer-start")
 
 
 @dataclass(frozen=True)
@@ -77,7 +97,7 @@ class BaresipPeer:
         if not self.play.is_file():
             raise PeerError(f"{self.play}: no such WAV for peer {self.name}", code="peer-wav")
         self.home.mkdir(parents=True, exist_ok=True)
-        self.sip_port = self.sip_port or _free_port(socket.SOCK_DGRAM)
+        self.sip_port = self.sip_port or _free_sip_port()
         self.ctrl_port = self.ctrl_port or _free_port(socket.SOCK_STREAM)
         (self.home / "config").write_text(self._config(), encoding="utf-8")
         (self.home / "accounts").write_text(f"<sip:{self.name}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto\n", encoding="utf-8")
@@ -117,6 +137,31 @@ class BaresipPeer:
         """Every call's recording pair, oldest first (sndfile names them by time and direction)."""
         heard = sorted(self.home.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
         return [Recording(h, h.with_name(h.name.replace("-dec.wav", "-enc.wav"))) for h in heard]
+
+    def wait_for_recording(self, seconds: float, timeout_s: float) -> None:
+        """Until the current call has been recorded for ``seconds`` (sndfile writes as it goes)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            files = sorted(self.home.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+            if files and files[-1].stat().st_size >= seconds * 16000:  # 8 kHz, 16 bit
+                return
+            time.sleep(0.1)
+        raise PeerError(f"baresip {self.name}: no call recorded {seconds} s within {timeout_s} s", code="peer-timeout")
+
+    def active_calls(self) -> int:
+        m = re.search(r"Active calls \((\d+)\)", self.command("listcalls").get("data", ""))
+        if m is None:
+            raise PeerError(f"baresip {self.name}: unexpected listcalls answer", code="peer-command")
+        return int(m.group(1))
+
+    def wait_idle(self, timeout_s: float) -> None:
+        """Until no call is up (sndfile finishes a WAV's header when its call closes)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.active_calls() == 0:
+                return
+            time.sleep(0.1)
+        raise PeerError(f"baresip {self.name}: calls still up after {timeout_s} s", code="peer-timeout")
 
     def stop(self) -> int | None:
         if self._proc is None:

@@ -22,37 +22,59 @@ class CallListener(Protocol):
 
     def call_dtmf(self, call: DialCall, digit: str) -> None: ...
 
+    def call_transfer_status(self, call: DialCall, code: int, reason: str, final: bool) -> bool: ...
+
     def call_error(self, call: DialCall, where: str, error: Exception) -> None: ...
 
 
 class DialCall(pj.Call):
-    def __init__(self, account: pj.Account, attempt_id: str, listener: CallListener) -> None:
+    """``role`` tells the listener which leg this is: the customer's or, in a bridge, the operator's."""
+
+    def __init__(self, account: pj.Account, attempt_id: str, listener: CallListener, role: str = "customer") -> None:
         super().__init__(account)
         self.attempt_id = attempt_id
+        self.role = role
         self._listener = listener
         self._audio: pj.AudioMedia | None = None  # the call's bridge port while media is active
+        self._linked: pj.AudioMediaPort | None = None  # our port, while linked both ways
 
     def connect_port(self, port: pj.AudioMediaPort) -> bool:
         """Both directions between the call and ``port``; False if the call has no active audio."""
+        audio = self._active_audio()
+        if audio is None:
+            return False
+        port.startTransmit(audio)
+        audio.startTransmit(port)
+        self._audio, self._linked = audio, port
+        return True
+
+    def bridge_to(self, other: DialCall) -> bool:
+        """Both calls' audio straight to each other through the conference bridge (the caller has
+        unlinked the bot's ports first); False if either has no active audio."""
+        mine, theirs = self._active_audio(), other._active_audio()
+        if mine is None or theirs is None:
+            return False
+        mine.startTransmit(theirs)
+        theirs.startTransmit(mine)
+        self._audio, other._audio = mine, theirs
+        return True
+
+    def _active_audio(self) -> pj.AudioMedia | None:
         ci = self.getInfo()  # bound first: iterating getInfo().media directly reads freed memory
         for media in ci.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(media.index)
-                port.startTransmit(audio)
-                audio.startTransmit(port)
-                self._audio = audio
-                return True
-        return False
+                return self.getAudioMedia(media.index)
+        return None
 
     def disconnect_port(self, port: pj.AudioMediaPort) -> None:
-        if self._audio is None:
+        if self._audio is None or self._linked is None:
             return
+        self._linked = None
         try:
             port.stopTransmit(self._audio)
             self._audio.stopTransmit(port)
         except pj.Error:
             pass  # the stream is already gone (remote hangup): pjmedia removed the links with it
-        self._audio = None
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         try:
@@ -72,6 +94,13 @@ class DialCall(pj.Call):
             self._listener.call_dtmf(self, prm.digit)
         except Exception as e:
             self._report("onDtmfDigit", e)
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        # NOTIFYs about our REFER: 1xx progress, then the final status of the new call
+        try:
+            prm.cont = self._listener.call_transfer_status(self, int(prm.statusCode), prm.reason, bool(prm.finalNotify))
+        except Exception as e:
+            self._report("onCallTransferStatus", e)
 
     def _report(self, where: str, error: Exception) -> None:
         try:

@@ -84,6 +84,15 @@ class DtmfIn:
 
 
 @dataclass(frozen=True)
+class HandoffRequested:
+    """The script hands the call to a person: the context the operator continues from
+    (contact, transcript so far, the node reached, the target and mode)."""
+
+    attempt_id: str
+    context: dict
+
+
+@dataclass(frozen=True)
 class Ended:
     attempt_id: str
     outcome: str  # answered | busy | no_answer | rejected | invalid_number | trunk_error | worker_lost
@@ -98,6 +107,7 @@ class Ended:
     callback_errors: int
     first_sound_out_ms: int | None = None  # 200 OK → first frame of the bot's audio handed to the bridge
     first_sound_in_ms: int | None = None  # 200 OK → first frame with sound from the far end
+    handoff: str = ""  # "" (none) | transferred | bridged | failed
 
 
 @dataclass(frozen=True)
@@ -105,4 +115,4 @@ class Stopped:
     pass
 
 
-WorkerEvent = Ready | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | Ended | Stopped
+WorkerEvent = Ready | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | HandoffRequested | Ended | Stopped

@@ -54,6 +54,11 @@ class PlaybackSession:
         self.outcome = self.outcome or "customer_hangup"
         self._finish()
 
+    def local_hangup(self, ts_ms: int, outcome: str) -> None:
+        if not self.ended:
+            self.outcome = self.outcome or outcome
+            self._finish()
+
     def _finish(self) -> None:
         self.ended = True
         if self._record_path is not None:

@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pjsua2 as pj
 
@@ -45,6 +45,7 @@ from voicebot.telephony.messages import (
     Dialled,
     DtmfIn,
     Ended,
+    HandoffRequested,
     Hangup,
     Ready,
     Ringing,
@@ -54,6 +55,9 @@ from voicebot.telephony.messages import (
     WorkerFailed,
 )
 from voicebot.telephony.outcomes import LocalCancel
+
+if TYPE_CHECKING:
+    from voicebot.session import Handoff
 
 _POLL_MS = 10
 _TEARDOWN_S = 5.0  # bound on waiting for the far end to confirm BYE/CANCEL at shutdown
@@ -74,6 +78,11 @@ class MediaSession(Protocol):
     def dtmf(self, digit: str, ts_ms: int) -> None: ...
 
     def remote_hangup(self, ts_ms: int) -> None: ...
+
+    def local_hangup(self, ts_ms: int, outcome: str) -> None: ...
+
+    # A session that can hand its call to a person also has ``handoff_due`` (bool),
+    # ``take_handoff() -> Handoff`` and ``transfer_result(ok, ts_ms, reason)``.
 
 
 # (attempt_id, fmt, contact fields) -> session; picklable for spawn. A factory may
@@ -106,6 +115,7 @@ class _Leg:
     ended_at: float | None = None
     cancel: LocalCancel | None = None
     hangup_by: str = "remote"
+    local_outcome: str = "stopped"  # why we hung up, when the session had not ended the call itself
     contact: dict[str, str] = field(default_factory=dict)
     session: MediaSession | None = None
     port: MediaPort | None = None
@@ -113,13 +123,47 @@ class _Leg:
     disconnected: bool = False
     sip_code: int = 0
     reason: str = ""
+    handoff: _HandoffState | None = None
+    handoff_result: str = ""  # transferred | bridged | failed
+    bridged: bool = False  # customer and operator talk through the bridge; the bot is off the line
+
+
+@dataclass(eq=False)
+class _HandoffState:
+    request: Handoff
+    deadline: float
+    done: bool = False  # the session has been told how it went
+    operator: DialCall | None = None  # bridge mode: the leg to the operator
+    operator_port: MediaPort | None = None
+    operator_down: bool = False
+
+
+class _LoopedPrompt:
+    """What the operator hears until they accept: the briefing, a pause, again (from the clock thread)."""
+
+    def __init__(self, fmt: AudioFormat, pcm: bytes, pause_ms: int = 1500) -> None:
+        self._fmt = fmt
+        self._pcm = pcm + fmt.silence() * (pause_ms // fmt.frame_ms) if pcm else b""
+
+    def next_outbound(self, ts_ms: int) -> bytes:
+        if not self._pcm:
+            return self._fmt.silence()
+        n = self._fmt.bytes_per_frame
+        pos = (self._fmt.nbytes(ts_ms) // n * n) % len(self._pcm)
+        frame = self._pcm[pos : pos + n]
+        return frame + bytes(n - len(frame))
+
+    def heard(self, frame: bytes, ts_ms: int) -> None:
+        pass  # the operator's voice reaches the customer only once the legs are bridged
 
 
 class _SessionThread:
     """Runs every session method except ``next_outbound`` on one thread, in order.
 
-    It tells the SIP owner through ``notices``: ``("ended", id)`` when a session
-    decides to end, ``("closed", id)`` once a session has seen its last event.
+    It tells the SIP owner through ``notices``: ``("ended", id, None)`` when a
+    session decides to end, ``("handoff", id, Handoff)`` when its script hands
+    the call to a person (the briefing is rendered here, off the SIP thread),
+    ``("closed", id, None)`` once a session has seen its last event.
     """
 
     def __init__(self, notices: queue.SimpleQueue) -> None:
@@ -143,15 +187,17 @@ class _SessionThread:
         while (item := self._inbox.get()) is not None:
             attempt_id, session, method, args = item
             if method is None:
-                self._notices.put(("closed", attempt_id))
+                self._notices.put(("closed", attempt_id, None))
                 continue
             try:
                 getattr(session, method)(*args)
+                if getattr(session, "handoff_due", False):
+                    self._notices.put(("handoff", attempt_id, session.take_handoff()))
             except Exception:  # one broken session must not stop the others
                 traceback.print_exc(file=sys.stderr)
             if session.ended and attempt_id not in reported:
                 reported.add(attempt_id)
-                self._notices.put(("ended", attempt_id))
+                self._notices.put(("ended", attempt_id, None))
 
 
 class MediaWorker:
@@ -231,7 +277,10 @@ class MediaWorker:
 
     def _hang_up(self, attempt_id: str, cancel: LocalCancel | None) -> None:
         leg = self._legs.get(attempt_id)
-        if leg is None or leg.disconnected:
+        if leg is None:
+            return
+        self._drop_operator(leg)
+        if leg.disconnected:
             return
         if leg.answered_at is None:
             leg.cancel = leg.cancel or cancel
@@ -247,9 +296,13 @@ class MediaWorker:
         for leg in list(self._legs.values()):
             if leg.disconnected or leg.hangup_by == "local":
                 continue
+            h = leg.handoff
+            if h is not None and not h.done and now >= h.deadline:
+                self._handoff_failed(leg, f"the operator did not take the call within {h.request.timeout_s:g} s")
             if leg.answered_at is None and now >= leg.ring_deadline:
                 self._hang_up(leg.attempt_id, LocalCancel.RING_TIMEOUT)
             elif leg.talk_deadline is not None and now >= leg.talk_deadline:
+                leg.local_outcome = "max_duration"
                 self._hang_up(leg.attempt_id, None)
 
     def _hang_up_all(self) -> None:
@@ -263,16 +316,27 @@ class MediaWorker:
 
     def _take_notices(self) -> None:
         while not self._notices.empty():
-            kind, attempt_id = self._notices.get()
+            kind, attempt_id, payload = self._notices.get()
+            leg = self._legs.get(attempt_id)
             if kind == "ended":
-                self._hang_up(attempt_id, None)  # no-op for a call already hanging up
+                if leg is not None and not leg.bridged:  # a bridged call ends when a person hangs up
+                    self._hang_up(attempt_id, None)  # no-op for a call already hanging up
+            elif kind == "handoff":
+                if leg is not None:
+                    self._start_handoff(leg, payload)
+            elif kind == "operator-digit":
+                if leg is not None:
+                    self._operator_digit(leg, payload)
             else:
                 self._closed.add(attempt_id)
 
     def _reap(self) -> None:
         # Calls and ports are dropped here, outside their own callbacks, once
         # the session has seen the hangup (so the outcome it reports is final).
-        done = [a for a, leg in self._legs.items() if leg.disconnected and (leg.session is None or a in self._closed)]
+        done = [
+            a for a, leg in self._legs.items()
+            if leg.disconnected and (leg.session is None or a in self._closed) and _operator_gone(leg)
+        ]
         for attempt_id in done:
             leg = self._legs.pop(attempt_id)
             self._closed.discard(attempt_id)
@@ -283,6 +347,9 @@ class MediaWorker:
     def call_state(self, call: DialCall, state: int, sip_code: int, reason: str) -> None:
         leg = self._legs.get(call.attempt_id)
         if leg is None:
+            return
+        if call.role == "operator":
+            self._operator_state(leg, state, sip_code, reason)
             return
         now = time.monotonic()
         if sip_code:
@@ -301,19 +368,50 @@ class MediaWorker:
             leg.disconnected = True
             if leg.port is not None:
                 leg.call.disconnect_port(leg.port)
+            self._drop_operator(leg)  # the customer is gone: nobody for the operator to talk to
+            if leg.handoff is not None and not leg.handoff.done:
+                self._handoff_failed(leg, "the customer hung up during the handoff")
             if leg.session is not None:
+                ts_ms = leg.port.frames_in * self.fmt.frame_ms
                 if leg.hangup_by == "remote":
-                    self._sessions.post(leg.attempt_id, leg.session, "remote_hangup", leg.port.frames_in * self.fmt.frame_ms)
+                    self._sessions.post(leg.attempt_id, leg.session, "remote_hangup", ts_ms)
+                else:  # a no-op for a session that ended the call itself
+                    self._sessions.post(leg.attempt_id, leg.session, "local_hangup", ts_ms, leg.local_outcome)
                 self._sessions.post_close(leg.attempt_id, leg.session)
 
     def call_media_active(self, call: DialCall) -> None:
         leg = self._legs.get(call.attempt_id)
-        if leg is None or leg.port is None or leg.disconnected:
+        if leg is None or leg.disconnected:
             return
-        call.connect_port(leg.port)  # a re-INVITE replaced the stream: link the new one
+        h = leg.handoff
+        if leg.bridged and h is not None and h.operator is not None:
+            call.bridge_to(leg.call if call.role == "operator" else h.operator)  # a re-INVITE replaced a stream
+        elif call.role == "operator" and h is not None and h.operator_port is not None:
+            call.connect_port(h.operator_port)
+        elif call.role == "customer" and leg.port is not None:
+            call.connect_port(leg.port)  # a re-INVITE replaced the stream: link the new one
+
+    def call_transfer_status(self, call: DialCall, code: int, reason: str, final: bool) -> bool:
+        """NOTIFYs about our REFER; returns whether to keep listening."""
+        leg = self._legs.get(call.attempt_id)
+        h = leg.handoff if leg is not None else None
+        if h is None or h.done:
+            return False
+        if code >= 300 or (final and code < 200):
+            self._handoff_failed(leg, f"transfer failed: {code} {reason}".strip())
+            return False
+        if 200 <= code < 300 and code != 202:  # 202 only says the REFER was accepted
+            self._handoff_done(leg, "transferred")
+            self._hang_up(leg.attempt_id, None)  # pjsua leaves the bot's leg up: the customer is with the operator now
+            return False
+        return True
 
     def call_dtmf(self, call: DialCall, digit: str) -> None:
+        # pjmedia's own thread: touch no pjsua2 object here
         leg = self._legs.get(call.attempt_id)
+        if call.role == "operator":
+            self._notices.put(("operator-digit", call.attempt_id, digit))
+            return
         if leg is None or leg.session is None or leg.port is None:
             return  # a digit before the media is up has no session time to go with
         self._sessions.post(leg.attempt_id, leg.session, "dtmf", digit, leg.port.frames_in * self.fmt.frame_ms)
@@ -325,6 +423,103 @@ class MediaWorker:
             leg.callback_errors += 1
         print(f"voicebot worker: {where} failed for attempt {call.attempt_id}: {error!r}", file=sys.stderr)
         traceback.print_exception(error, file=sys.stderr)
+
+    # -- handoff to a person ------------------------------------------------------------------------
+
+    def _start_handoff(self, leg: _Leg, request: Handoff) -> None:
+        self._emit(HandoffRequested(leg.attempt_id, request.context()))
+        leg.handoff = h = _HandoffState(request, time.monotonic() + request.timeout_s)
+        if leg.disconnected:
+            self._handoff_failed(leg, "the customer hung up before the handoff")
+        elif request.mode == "transfer":
+            try:
+                leg.call.xfer(request.uri, pj.CallOpParam(True))
+            except pj.Error as e:
+                self._handoff_failed(leg, f"REFER failed: {e.info()}")
+        else:
+            h.operator = DialCall(self._sip.account, leg.attempt_id, self, role="operator")
+            try:
+                h.operator.makeCall(request.uri, pj.CallOpParam(True))
+            except pj.Error as e:
+                h.operator, h.operator_down = None, True
+                self._handoff_failed(leg, f"could not call the operator: {e.info()}")
+
+    def _operator_state(self, leg: _Leg, state: int, sip_code: int, reason: str) -> None:
+        h = leg.handoff
+        if h is None or h.operator is None:
+            return
+        if state == pj.PJSIP_INV_STATE_CONFIRMED and h.operator_port is None:
+            prompt = _LoopedPrompt(self.fmt, h.request.briefing)
+            h.operator_port = MediaPort(f"operator-{leg.attempt_id}", self.fmt, prompt.next_outbound, prompt.heard)
+            if not h.operator.connect_port(h.operator_port):
+                self._handoff_failed(leg, "the operator answered without audio")
+            elif not h.request.warm:
+                self._bridge(leg)
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            h.operator_down = True
+            if h.operator_port is not None:
+                h.operator.disconnect_port(h.operator_port)
+            if not h.done:
+                result = outcomes.unanswered(sip_code, reason, got_response=True, cancel=None)
+                why = f"{sip_code} {reason}" if sip_code >= 300 else "hung up before accepting"
+                self._handoff_failed(leg, f"operator {result.outcome if sip_code >= 300 else 'declined'}: {why}")
+            elif leg.bridged:
+                self._hang_up(leg.attempt_id, None)  # the operator finished the call
+
+    def _operator_digit(self, leg: _Leg, digit: str) -> None:
+        h = leg.handoff
+        if h is None or h.done or h.operator_port is None:
+            return
+        if digit == h.request.accept_digit:
+            self._bridge(leg)
+        else:
+            self._handoff_failed(leg, f"the operator declined (pressed {digit})")
+
+    def _bridge(self, leg: _Leg) -> None:
+        h = leg.handoff
+        assert h is not None and h.operator is not None
+        if leg.disconnected:
+            return
+        h.operator.disconnect_port(h.operator_port)
+        if leg.port is not None:
+            leg.call.disconnect_port(leg.port)
+        if not leg.call.bridge_to(h.operator):
+            self._handoff_failed(leg, "no audio to bridge")
+            return
+        leg.bridged = True
+        self._handoff_done(leg, "bridged")
+
+    def _handoff_done(self, leg: _Leg, how: str) -> None:
+        assert leg.handoff is not None
+        leg.handoff.done = True
+        leg.handoff_result = how
+        self._post_session(leg, "transfer_result", True)
+
+    def _handoff_failed(self, leg: _Leg, reason: str) -> None:
+        h = leg.handoff
+        if h is None or h.done:
+            return
+        h.done = True
+        leg.handoff_result = "failed"
+        self._drop_operator(leg)
+        print(f"voicebot worker: handoff of {leg.attempt_id} failed: {reason}", file=sys.stderr)
+        self._post_session(leg, "transfer_result", False, reason)
+
+    def _post_session(self, leg: _Leg, method: str, *args: object) -> None:
+        if leg.session is not None and not leg.disconnected:
+            ts_ms = leg.port.frames_in * self.fmt.frame_ms if leg.port is not None else 0
+            self._sessions.post(leg.attempt_id, leg.session, method, args[0], ts_ms, *args[1:])
+
+    def _drop_operator(self, leg: _Leg) -> None:
+        h = leg.handoff
+        if h is None or h.operator is None or h.operator_down:
+            return
+        if h.operator_port is not None:
+            h.operator.disconnect_port(h.operator_port)
+        try:
+            h.operator.hangup(pj.CallOpParam(True))
+        except pj.Error:
+            pass  # already terminating: DISCONNECTED follows either way
 
     # -- media ---------------------------------------------------------------------------------------
 
@@ -364,10 +559,16 @@ class MediaWorker:
             callback_errors=leg.callback_errors + (port.errors if port else 0),
             first_sound_out_ms=_since(leg.answered_at, port.first_sound_out) if port else None,
             first_sound_in_ms=_since(leg.answered_at, port.first_sound_in) if port else None,
+            handoff=leg.handoff_result,
         )
 
     def _emit(self, event: WorkerEvent) -> None:
         self._events.put(event)
+
+
+def _operator_gone(leg: _Leg) -> bool:
+    h = leg.handoff
+    return h is None or h.operator is None or h.operator_down
 
 
 def _ms(seconds: float) -> int:

@@ -201,3 +201,47 @@ def test_voicemail_message_goes_out_after_the_beep(tmp_path):
     assert not message.interrupted
     assert message.ts_ms - message.played_ms >= beep_end_ms  # it started after the beep
     assert path.read_text() != text  # the demo itself keeps no voicemail message
+
+
+def _bridge_graph(tmp_path):
+    text = (ROOT / "dialplans" / "demo_en.yaml").read_text().replace("    mode: transfer\n", "    mode: bridge\n    warm: true\n", 1)
+    path = tmp_path / "bridge.yaml"
+    path.write_text(text)
+    return load_dialplan(path).graph
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_handoff_carries_the_context_holds_the_customer_and_falls_back_on_failure(ok, tmp_path):
+    from voicebot.session import HandoffEnded, HandoffStarted
+
+    graph = _bridge_graph(tmp_path)
+    prompts = FakePrompts()
+    session = CallSession(graph, FakeAsr(["how much does it cost"]), prompts, {"first_name": "Anna", "company": "Acme"},
+                          detector=FakeVoice())
+    timeline = Timeline(NARROWBAND, [CustomerLine("how much does it cost", ms=1000)])
+    timeline.transfer_ok, timeline.operator_delay_ms = ok, 12_000
+    timeline.run(session)
+
+    (started,) = events(session, HandoffStarted)
+    (result,) = events(session, HandoffEnded)
+    assert (started.operator, started.mode, started.node) == ("sales", "bridge", "handoff_buying")
+    assert result.ok is ok and abs(result.ts_ms - started.ts_ms - 12_000) <= 20  # one tick
+    briefing = "Incoming call from Anna at Acme. They said: how much does it cost. Press 1 to take the call."
+    hold = "Please stay on the line, I am connecting you."
+    assert briefing in prompts.requests and hold in prompts.requests
+    # the hold prompt (60 ms a character) repeats after a 4 s pause while the operator is not there yet
+    hold_ms = 60 * len(hold)
+    plays = [e for e in events(session, PromptHeard) if e.prompt_id == "handoff#hold"]
+    assert len(plays) == 0  # hold prompts are not script prompts: the engine never hears of them
+    held = timeline.outbound[started.ts_ms // 20 : result.ts_ms // 20]
+    sounding = [i for i, f in enumerate(held) if f != NARROWBAND.silence()]
+    assert sounding[0] == 0 and len(sounding) >= 2 * hold_ms // 20  # played at once, then again
+    assert not events(session, NoInput)  # nobody waits for an answer on hold
+    report = session.report(0)
+    assert report.handoff["contact"]["first_name"] == "Anna" and report.handoff["briefing"] == briefing
+    assert report.handoff["transcript"][1] == {"speaker": "customer", "text": "how much does it cost"}
+    if ok:
+        assert session.result_outcome == "handoff" and session.engine.path == ["greeting", "handoff_buying"]
+    else:
+        assert session.engine.path == ["greeting", "handoff_buying", "operator_unavailable"]
+        assert session.result_outcome == "callback" and report.handoff["ok"] is False

@@ -102,10 +102,10 @@ def test_a_whole_sales_conversation_over_sip(baresip, prompts, tmp_path: Path, c
     assert len(words & greeting_words) >= 3, words
 
 
-def operator_dialplan(folder: Path, operator_uri: str, mode: str, warm: bool = False) -> Path:
+def operator_dialplan(folder: Path, operator_uri: str, mode: str, warm: bool = False, timeout_s: int = 20) -> Path:
     path = recording_dialplan(folder)
     text = path.read_text().replace('"sip:600@127.0.0.1:5090"', f'"{operator_uri}"')
-    text = text.replace("    mode: transfer\n", f"    mode: {mode}\n    warm: {str(warm).lower()}\n    timeout_s: 20s\n", 1)
+    text = text.replace("    mode: transfer\n", f"    mode: {mode}\n    warm: {str(warm).lower()}\n    timeout_s: {timeout_s}s\n", 1)
     path.write_text(text)
     return path
 
@@ -151,3 +151,108 @@ def test_a_blind_transfer_connects_the_customer_to_the_operator(baresip, prompts
         print(f"  the operator heard the customer's question at {at:.1f} s (match {score:.2f}); "
               f"the customer heard the operator at {back_at:.1f} s (match {back_score:.2f})")
     assert score > 0.8 and back_score > 0.8
+
+
+def test_a_warm_bridge_briefs_the_operator_then_joins_the_legs(baresip, prompts, tmp_path: Path, capsys) -> None:
+    import threading
+
+    from voicebot.audio.frames import write_wav
+    from voicebot.telephony.messages import HandoffRequested
+
+    # the operator answers at once, hears the briefing, presses 1 after 9 s, then speaks
+    operator_greeting = speak("sales team, good morning", NARROWBAND, snr_db=None)
+    operator_wav = tmp_path / "operator.wav"
+    write_wav(operator_wav, bytes(16000 * 14) + b"".join(operator_greeting) + bytes(16000 * 30), 8000)
+    operator = baresip("operator", operator_wav)
+    dialplan = operator_dialplan(tmp_path, operator.uri, "bridge", warm=True)
+    after = speak("i would like to know the price for forty servers", NARROWBAND, seed=7)
+    track = rehearse(dialplan, prompts, ["how much does it cost"], after=after, after_gap_ms=13000, tail_ms=20000)
+    assert track.rehearsal.path == ["greeting", "handoff_buying"]
+    anna = baresip("anna", track.write(tmp_path / "anna.wav", NARROWBAND.rate_hz))
+
+    problems: list[BaseException] = []
+
+    def operator_side() -> None:
+        try:
+            operator.wait_for_recording(seconds=9.0, timeout_s=60.0)
+            operator.command("sndcode", "1")  # RFC 2833: accept the call
+            operator.wait_for_recording(seconds=19.0, timeout_s=30.0)
+            operator.command("hangup")  # the operator finishes the call
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            problems.append(e)
+
+    actions = threading.Thread(target=operator_side, daemon=True)
+    actions.start()
+    ended, events, record = run_call(dialplan, prompts, anna.sip_port, "anna", tmp_path / "calls")
+    actions.join(timeout=30)
+    assert not problems, problems
+    anna.wait_idle(timeout_s=10.0)
+    operator.wait_idle(timeout_s=10.0)
+
+    (handoff,) = [e for e in events if isinstance(e, HandoffRequested)]
+    assert (ended.outcome, ended.session_outcome, ended.handoff) == ("answered", "handoff", "bridged")
+    assert record["handoff"]["ok"] is True and record["handoff"]["mode"] == "bridge"
+    speech = load_dialplan(dialplan).dialplan.speech
+    cache = PromptCache(prompts, make_tts(speech.tts, speech.language, None))
+    briefing = cache.get(handoff.context["briefing"], NARROWBAND.rate_hz)  # the same bytes the worker played
+    hold = cache.get("Please stay on the line, I am connecting you.", NARROWBAND.rate_hz)
+
+    (at_operator,) = operator.recordings()
+    operator_heard = read_wav(at_operator.heard)[0]
+    briefing_at, briefing_score = locate(operator_heard, briefing)
+    customer_at, customer_score = locate(operator_heard, b"".join(after))
+    (at_anna,) = anna.recordings()
+    anna_heard = read_wav(at_anna.heard)[0]
+    hold_at, hold_score = locate(anna_heard, hold)
+    op_at, op_score = locate(anna_heard, b"".join(operator_greeting))
+    with capsys.disabled():
+        print(f"\n  briefing: {handoff.context['briefing']!r}\n  operator heard the briefing at {briefing_at:.1f} s ({briefing_score:.2f}), "
+              f"the customer at {customer_at:.1f} s ({customer_score:.2f}); the customer heard hold at {hold_at:.1f} s "
+              f"({hold_score:.2f}), the operator at {op_at:.1f} s ({op_score:.2f})")
+    assert briefing_score > 0.8 and customer_score > 0.8 and hold_score > 0.8 and op_score > 0.8
+    assert briefing_at + len(briefing) / 16000 <= customer_at  # the briefing came before the customer's voice
+    assert hold_at < op_at
+    assert "Anna" in handoff.context["briefing"] and "Northwind Traders" in handoff.context["briefing"]
+
+
+@pytest.mark.parametrize("mode", ["transfer", "bridge"])
+def test_a_busy_operator_sends_the_call_back_to_the_script(mode, baresip, sipp, prompts, tmp_path: Path) -> None:
+    busy_port = sipp("uas_486", "-m", "1")
+    dialplan = operator_dialplan(tmp_path, f"sip:600@127.0.0.1:{busy_port}", mode, warm=mode == "bridge")
+    track = rehearse(dialplan, prompts, ["how much does it cost"], tail_ms=20000)
+    anna = baresip("anna", track.write(tmp_path / "anna.wav", NARROWBAND.rate_hz))
+
+    ended, _, record = run_call(dialplan, prompts, anna.sip_port, "anna", tmp_path / "calls")
+
+    assert ended.handoff == "failed"
+    assert record["path"] == ["greeting", "handoff_buying", "operator_unavailable"]  # the script's on_transfer_fail
+    assert ended.session_outcome == "callback" and ended.hangup_by == "local"
+    assert record["handoff"]["ok"] is False and "486" in record["handoff"]["reason"], record["handoff"]
+
+
+@pytest.mark.parametrize("key", ["2", None], ids=["declined", "timeout"])
+def test_an_operator_who_declines_or_never_accepts_sends_the_call_back(key, baresip, prompts, tmp_path: Path) -> None:
+    import threading
+
+    from voicebot.audio.frames import write_wav
+
+    operator_wav = tmp_path / "operator.wav"
+    write_wav(operator_wav, bytes(16000 * 40), 8000)
+    operator = baresip("operator", operator_wav)
+    dialplan = operator_dialplan(tmp_path, operator.uri, "bridge", warm=True, timeout_s=6)
+    track = rehearse(dialplan, prompts, ["how much does it cost"], tail_ms=25000)
+    anna = baresip("anna", track.write(tmp_path / "anna.wav", NARROWBAND.rate_hz))
+    if key is not None:
+        def press() -> None:
+            operator.wait_for_recording(seconds=2.0, timeout_s=60.0)
+            operator.command("sndcode", key)
+
+        threading.Thread(target=press, daemon=True).start()
+
+    ended, _, record = run_call(dialplan, prompts, anna.sip_port, "anna", tmp_path / "calls")
+
+    assert ended.handoff == "failed" and ended.session_outcome == "callback"
+    assert record["path"] == ["greeting", "handoff_buying", "operator_unavailable"]
+    reason = record["handoff"]["reason"]
+    assert ("pressed 2" in reason) if key else ("within 6 s" in reason), reason
+    operator.wait_idle(timeout_s=10.0)  # the bot hung up the operator's leg

@@ -35,7 +35,8 @@ class CustomerAudio:
 class CallSimulator:
     fmt: AudioFormat
     turns: list[CustomerAudio]
-    transfer_ok: bool = True  # a handoff is answered by the (simulated) operator once the handoff prompt ends
+    transfer_ok: bool = True  # a handoff is answered by the (simulated) operator
+    operator_delay_ms: int = 0  # after the handoff prompt: how long the customer waits (hears the hold prompt)
     inbound: list[bytes] = field(default_factory=list)
     outbound: list[bytes] = field(default_factory=list)
 
@@ -46,6 +47,7 @@ class CallSimulator:
         cue_at: int | None = None
         was_playing = False
         replied = True  # the bot has spoken since the customer's last turn
+        handoff_at: int | None = None
         session.start(0)
         ts = 0
         while ts < max_ms and not session.ended:
@@ -69,6 +71,9 @@ class CallSimulator:
             was_playing = playing
             if session.handoff_due:
                 session.take_handoff()
+                handoff_at = ts
+            if handoff_at is not None and ts - handoff_at >= self.operator_delay_ms:
+                handoff_at = None
                 session.transfer_result(self.transfer_ok, ts, "" if self.transfer_ok else "simulated operator did not answer")
             frame = queue.pop(0) if queue else self.fmt.silence()
             session.on_inbound(frame, ts)

@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
-from conftest import events_until_ended, locate
+from conftest import locate
 from voicebot.audio.frames import NARROWBAND, read_wav
 from voicebot.config import AsrSettings, Trunk
 from voicebot.dialplan import load_dialplan
@@ -53,18 +54,27 @@ def rehearse(dialplan: Path, prompts: Path, answers: list[str], **kwargs):
 
 
 def run_call(dialplan: Path, prompts: Path, uri_port: int, number: str, calls: Path, timeout_s: float = 120.0):
+    """One call through a worker pool, as a campaign places it: (Ended, the worker events, the call's record)."""
+    import time
+
     from voicebot.telephony.bot_session import BotSessions
-    from voicebot.telephony.messages import Dial, Ended
-    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
+    from voicebot.telephony.messages import DialFailed, Ended
+    from voicebot.telephony.pool import WorkerPool
+    from voicebot.telephony.worker import WorkerSettings
 
     trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{uri_port}")
-    w = WorkerProcess(WorkerSettings(trunk, BotSessions(dialplan, prompts, calls_dir=calls)))
+    pool = WorkerPool(WorkerSettings(trunk, BotSessions(dialplan, prompts, calls_dir=calls)), concurrency=1)
+    events = []
     try:
-        w.start(timeout_s=60)
-        w.send(Dial("c1", number, tuple(CONTACT.items())))
-        events = events_until_ended(w, {"c1"}, timeout_s=timeout_s)
+        pool.dial("c1", number, tuple(CONTACT.items()))
+        deadline = time.monotonic() + timeout_s
+        while not any(isinstance(e, (Ended, DialFailed)) for e in events):
+            assert time.monotonic() < deadline, f"the call did not end within {timeout_s} s: {events}"
+            if (pooled := pool.next_event(1.0)) is not None:
+                events.append(pooled.event)
     finally:
-        assert w.stop(timeout_s=15) == 0
+        codes = pool.close(timeout_s=15)
+    assert set(codes.values()) == {0}, codes
     (ended,) = [e for e in events if isinstance(e, Ended)]
     return ended, events, json.loads((calls / "c1.json").read_text())
 
@@ -126,9 +136,13 @@ def test_a_blind_transfer_connects_the_customer_to_the_operator(baresip, prompts
     assert track.rehearsal.path == ["greeting", "handoff_buying"]
     anna = baresip("anna", track.write(tmp_path / "anna.wav", NARROWBAND.rate_hz))
 
-    ended, events, record = run_call(dialplan, prompts, anna.sip_port, "anna", tmp_path / "calls")
+    with structlog.testing.capture_logs() as logs:
+        ended, events, record = run_call(dialplan, prompts, anna.sip_port, "anna", tmp_path / "calls")
 
     (handoff,) = [e for e in events if isinstance(e, HandoffRequested)]
+    (logged,) = [entry for entry in logs if entry["event"] == "handoff_requested"]
+    assert logged["node"] == "handoff_buying" and logged["contact"] == handoff.context["contact"]
+    assert logged["transcript"] == handoff.context["transcript"] and logged["attempt_id"] == "c1"
     with capsys.disabled():
         print(f"\n  transfer: {ended.handoff}, {ended.session_outcome}, context node {handoff.context['node']}")
     assert (ended.outcome, ended.session_outcome, ended.handoff) == ("answered", "handoff", "transferred")

@@ -30,6 +30,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Self
 
+import structlog
+
 from voicebot.errors import ConfigError, SipError
 from voicebot.telephony import outcomes
 from voicebot.telephony.messages import (
@@ -37,6 +39,7 @@ from voicebot.telephony.messages import (
     Dial,
     DialFailed,
     Ended,
+    HandoffRequested,
     Hangup,
     Ready,
     Stop,
@@ -52,6 +55,8 @@ _POLL_S = 0.1  # reader's wait for an event before it checks its worker is alive
 _DRAIN_S = 0.05  # after a death: wait for events still in the pipe
 _START_TIMEOUT_S = 30.0
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+_log = structlog.get_logger("voicebot.pool")
 
 
 class NoCapacity(SipError):
@@ -376,6 +381,9 @@ class WorkerPool:
                 call.answer_setup_ms = event.setup_ms
             elif isinstance(event, (Ended, DialFailed)) and call is not None:
                 self._forget_locked(slot, attempt_id)  # the slot is free before anyone reads the event
+            elif isinstance(event, HandoffRequested):
+                # what the operator continues from (the bus will publish it: issue 6)
+                _log.info("handoff_requested", attempt_id=event.attempt_id, worker_id=slot.worker_id, **event.context)
             self._put(slot, event)
 
     def _lose_calls(self, slot: _Slot, exit_code: int | None) -> None:

@@ -147,3 +147,17 @@ def locate(haystack: bytes, needle: bytes, rate_hz: int = 8000) -> tuple[float, 
     score = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(n))
     best = int(np.argmax(score))
     return best / rate_hz, float(score[best])
+
+
+def chunks_found(haystack: bytes, needle: bytes, min_score: float, rate_hz: int = 8000, chunk_s: float = 0.3) -> float:
+    """The share of ``needle``'s sounding 0.3 s chunks found in ``haystack`` with at least ``min_score``.
+
+    Chunk by chunk, because a jitter buffer may drop or repeat a frame now and then, which breaks
+    one long correlation but not short ones.
+    """
+    n = int(rate_hz * chunk_s) * 2
+    chunks = [needle[i : i + n] for i in range(0, len(needle) - n + 1, n)]
+    sounding = [c for c in chunks if np.abs(np.frombuffer(c, dtype="<i2")).max() > 1000]
+    if not sounding:
+        return 0.0
+    return sum(locate(haystack, c, rate_hz)[1] >= min_score for c in sounding) / len(sounding)

@@ -431,6 +431,8 @@ def _dtmf_keys(value: Any) -> Any:
 
 class Node(Frozen):
     say: Prompt | None = None
+    # Keys to press (RFC 2833) after the prompt, e.g. to pass a phone menu: "1", "2#", "1,,3" (each "," waits 500 ms)
+    send_dtmf: str | None = Field(None, pattern=r"^[0-9*#A-Da-d,]+$")
     reprompt: Prompt | None = None
     barge_in: bool | None = None
     set: dict[str, Scalar] = Field(default_factory=dict)

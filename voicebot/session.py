@@ -41,6 +41,7 @@ from voicebot.script.engine import (
     PromptDone,
     Say,
     ScriptEngine,
+    SendDtmf,
     Silence,
     Transfer,
     TransferResult,
@@ -133,6 +134,13 @@ class NoInput:
 
 
 @dataclass(frozen=True)
+class KeysPressed:
+    ts_ms: int
+    node: str
+    digits: str
+
+
+@dataclass(frozen=True)
 class HandoffStarted:
     ts_ms: int
     operator: str
@@ -147,7 +155,9 @@ class HandoffEnded:
     reason: str
 
 
-SessionEvent = BotSaid | PromptHeard | Interrupt | CustomerSaid | TurnLatency | AmdVerdict | NoInput | HandoffStarted | HandoffEnded
+SessionEvent = (
+    BotSaid | PromptHeard | Interrupt | CustomerSaid | TurnLatency | AmdVerdict | NoInput | KeysPressed | HandoffStarted | HandoffEnded
+)
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,8 @@ class CallSession:
         self._handoff_result: HandoffEnded | None = None
         self._hold_next_ms: int | None = None  # when to say the hold prompt again
         self._now_ms = 0
+        self._keys_after_prompts: list[SendDtmf] = []  # key presses waiting for the prompts before them
+        self.keys_due: list[str] = []  # digits for the line now: the telephony side takes them
         self._preroll: deque[tuple[int, bytes]] = deque(maxlen=_PREROLL_MS // s.fmt.frame_ms)
         self._capturing = False  # frames go to ASR
         self._turn: _Turn | None = None
@@ -593,6 +605,9 @@ class CallSession:
             elif isinstance(action, Hangup):
                 self._listening = None
                 self.outcome = action.outcome
+            elif isinstance(action, SendDtmf):
+                self._keys_after_prompts.append(action)
+                self.log.append(KeysPressed(ts_ms, action.node, action.digits))
 
     def _play(self, prompt_id: str, text: str | None, wav: Path | None, ts_ms: int) -> None:
         pcm = self.prompts.get_wav(wav, self.fmt.rate_hz) if wav is not None else self.prompts.get(text or "", self.fmt.rate_hz)
@@ -612,7 +627,18 @@ class CallSession:
         self.log.append(PromptHeard(done.ts_ms, done.prompt_id, done.played_ms, done.total_ms, done.interrupted))
         self.engine.handle(PromptDone(done.prompt_id, done.played_ms, done.interrupted))
 
+    def _release_keys(self) -> None:
+        if self._keys_after_prompts and not self.playout.active:
+            self.keys_due += [k.digits for k in self._keys_after_prompts]
+            self._keys_after_prompts.clear()
+
+    def take_keys(self) -> str:
+        """Digits to press on the line now (RFC 2833), in order; "" when there are none."""
+        keys, self.keys_due = "".join(self.keys_due), []
+        return keys
+
     def _maybe_end(self, ts_ms: int) -> None:
+        self._release_keys()
         # Hang up only once the goodbye has been played out.
         if self.outcome is not None and self.transfer_requested is None and not self.playout.active:
             self._end()
@@ -645,7 +671,7 @@ class CallSession:
                 )
         prompts = [asdict(e) for e in self.log if isinstance(e, PromptHeard)]
         interruptions = [asdict(e) for e in self.log if isinstance(e, Interrupt)]
-        kinds = (BotSaid, AmdVerdict, NoInput, HandoffStarted, HandoffEnded)
+        kinds = (BotSaid, AmdVerdict, NoInput, KeysPressed, HandoffStarted, HandoffEnded)
         events = [{"type": type(e).__name__, **asdict(e)} for e in self.log if isinstance(e, kinds)]
         res = self.engine.result()
         transcript = [{"speaker": who, "text": text} for who, text in res.transcript]

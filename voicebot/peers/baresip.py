@@ -26,9 +26,12 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicebot.audio.frames import read_wav, write_wav
+from voicebot.audio.resample import resample
 from voicebot.errors import VoicebotError
 
 MODULES_DIR = Path("/usr/lib/baresip/modules")
+_CODEC_RATES = {"g711": 8000, "g722": 16000, "opus": 48000}
 
 
 class PeerError(VoicebotError):
@@ -75,16 +78,22 @@ class BaresipPeer:
     name: str
     workdir: Path
     play: Path
-    codecs: tuple[str, ...] = ("g711",)
+    codecs: tuple[str, ...] = ("g711",)  # baresip codec modules: g711, g722, opus
+    tls_certificate: Path | None = None  # PEM with key and certificate: SIP over TLS on sip_port + 1
     sip_port: int = 0
     ctrl_port: int = 0
     log: list[str] = field(default_factory=list)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _token: int = field(default=0, init=False, repr=False)
+    _source: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def uri(self) -> str:
         return f"sip:{self.name}@127.0.0.1:{self.sip_port}"
+
+    @property
+    def tls_port(self) -> int:
+        return self.sip_port + 1
 
     @property
     def home(self) -> Path:
@@ -99,6 +108,7 @@ class BaresipPeer:
         self.home.mkdir(parents=True, exist_ok=True)
         self.sip_port = self.sip_port or _free_sip_port()
         self.ctrl_port = self.ctrl_port or _free_port(socket.SOCK_STREAM)
+        self._source = self._source_wav()
         (self.home / "config").write_text(self._config(), encoding="utf-8")
         (self.home / "accounts").write_text(f"<sip:{self.name}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto\n", encoding="utf-8")
         out = open(self.home / "baresip.log", "wb")  # noqa: SIM115 - the process owns it until stop()
@@ -182,15 +192,26 @@ class BaresipPeer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _config(self) -> str:
+    def _source_wav(self) -> Path:
+        # aufile refuses a WAV whose rate differs from the codec's (G.722: 16 kHz): convert a copy
+        rate = _CODEC_RATES.get(self.codecs[0], 8000)
         with wave.open(str(self.play)) as w:
+            if w.getframerate() == rate and w.getnchannels() == 1:
+                return self.play
+        pcm, source_rate = read_wav(self.play)
+        converted = self.home / "play.wav"
+        write_wav(converted, resample(pcm, source_rate, rate), rate)
+        return converted
+
+    def _config(self) -> str:
+        with wave.open(str(self._source)) as w:
             rate, channels = w.getframerate(), w.getnchannels()
         codec_modules = [f"module {c}.so" for c in self.codecs]
         lines = [
             "poll_method epoll",
             f"sip_listen 127.0.0.1:{self.sip_port}",
             "net_interface 127.0.0.1",
-            f"audio_source aufile,{self.play}",
+            f"audio_source aufile,{self._source}",
             "audio_player aubridge,nil",
             "audio_alert aubridge,nil",
             f"audio_srate {rate}",
@@ -207,6 +228,8 @@ class BaresipPeer:
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
             f"snd_path {self.home}",
         ]
+        if self.tls_certificate is not None:
+            lines.append(f"sip_certificate {self.tls_certificate}")
         return "\n".join(lines) + "\n"
 
     def _log_tail(self, n: int = 8) -> str:

@@ -20,6 +20,7 @@ from voicebot.script.engine import (
     Say,
     ScriptEngine,
     ScriptResult,
+    SendDtmf,
     Silence,
     Transfer,
     TransferResult,
@@ -137,4 +138,6 @@ def describe_action(action: Action) -> str:
         return f"  [transfer to {action.operator} <{action.uri}> by {action.mode}]"
     if isinstance(action, Hangup):
         return f"  [hang up: {action.outcome}]"
+    if isinstance(action, SendDtmf):
+        return f"  [press {action.digits}]"
     return f"  [{action}]"

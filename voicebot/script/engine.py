@@ -100,7 +100,15 @@ class Hangup:
     outcome: str
 
 
-Action = Union[Say, Listen, Transfer, Hangup]
+@dataclass(frozen=True)
+class SendDtmf:
+    """Press keys on the line (after the prompts before it have played): phone menus on the way to a person."""
+
+    digits: str
+    node: str
+
+
+Action = Union[Say, Listen, Transfer, Hangup, SendDtmf]
 
 # --- what the engine records --------------------------------------------------------------
 
@@ -317,6 +325,8 @@ class ScriptEngine:
         if node.node.say:
             self._say(node_id, node.node.say, node.barge_in, actions)
         n = node.node
+        if n.send_dtmf:
+            actions.append(SendDtmf(n.send_dtmf, node_id))
         if n.transfer:
             op = self.graph.dialplan.operators[n.transfer]
             self._transferring = True

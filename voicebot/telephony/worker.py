@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from voicebot.session import Handoff
 
 _POLL_MS = 10
+_KEY_PAUSE_S = 0.5  # one "," in a dialplan's send_dtmf
 _TEARDOWN_S = 5.0  # bound on waiting for the far end to confirm BYE/CANCEL at shutdown
 
 
@@ -124,6 +125,7 @@ class _Leg:
     sip_code: int = 0
     reason: str = ""
     handoff: _HandoffState | None = None
+    keys: list[tuple[float, str]] = field(default_factory=list)  # (when, digits) still to press
     handoff_result: str = ""  # transferred | bridged | failed
     bridged: bool = False  # customer and operator talk through the bridge; the bot is off the line
 
@@ -193,6 +195,8 @@ class _SessionThread:
                 getattr(session, method)(*args)
                 if getattr(session, "handoff_due", False):
                     self._notices.put(("handoff", attempt_id, session.take_handoff()))
+                if getattr(session, "keys_due", None):
+                    self._notices.put(("keys", attempt_id, session.take_keys()))
             except Exception:  # one broken session must not stop the others
                 traceback.print_exc(file=sys.stderr)
             if session.ended and attempt_id not in reported:
@@ -296,6 +300,8 @@ class MediaWorker:
         for leg in list(self._legs.values()):
             if leg.disconnected or leg.hangup_by == "local":
                 continue
+            while leg.keys and leg.keys[0][0] <= now:
+                self._press(leg, leg.keys.pop(0)[1])
             h = leg.handoff
             if h is not None and not h.done and now >= h.deadline:
                 self._handoff_failed(leg, f"the operator did not take the call within {h.request.timeout_s:g} s")
@@ -324,6 +330,9 @@ class MediaWorker:
             elif kind == "handoff":
                 if leg is not None:
                     self._start_handoff(leg, payload)
+            elif kind == "keys":
+                if leg is not None:
+                    self._queue_keys(leg, payload)
             elif kind == "operator-digit":
                 if leg is not None:
                     self._operator_digit(leg, payload)
@@ -423,6 +432,30 @@ class MediaWorker:
             leg.callback_errors += 1
         print(f"voicebot worker: {where} failed for attempt {call.attempt_id}: {error!r}", file=sys.stderr)
         traceback.print_exception(error, file=sys.stderr)
+
+    # -- keys out (RFC 2833) ---------------------------------------------------------------------------
+
+    def _queue_keys(self, leg: _Leg, digits: str) -> None:
+        # pjsua sends a string of digits back to back; each "," is a 500 ms pause (phone-menu convention)
+        at = max([time.monotonic(), *(t for t, _ in leg.keys)])
+        group = ""
+        for ch in digits:
+            if ch == ",":
+                if group:
+                    leg.keys.append((at, group))
+                    group = ""
+                at += _KEY_PAUSE_S
+            else:
+                group += ch
+        if group:
+            leg.keys.append((at, group))
+        self._check_timers(time.monotonic())
+
+    def _press(self, leg: _Leg, digits: str) -> None:
+        try:
+            leg.call.dialDtmf(digits)
+        except pj.Error as e:
+            print(f"voicebot worker: could not send DTMF {digits!r} on {leg.attempt_id}: {e.info()}", file=sys.stderr)
 
     # -- handoff to a person ------------------------------------------------------------------------
 

@@ -245,3 +245,21 @@ def test_a_handoff_carries_the_context_holds_the_customer_and_falls_back_on_fail
     else:
         assert session.engine.path == ["greeting", "handoff_buying", "operator_unavailable"]
         assert session.result_outcome == "callback" and report.handoff["ok"] is False
+
+
+def test_keys_go_out_after_the_prompt_before_them_not_after_the_next_one():
+    graph = load_dialplan(ROOT / "tests" / "data" / "ivr.yaml").graph
+    session = CallSession(graph, FakeAsr([]), FakePrompts(), {}, detector=FakeVoice())
+    session.start(0)
+    released_at, ts = None, 0
+    while not session.ended and ts < 10_000:
+        session.next_outbound(ts)
+        session.on_inbound(NARROWBAND.silence(), ts)
+        if released_at is None and session.keys_due:
+            released_at = ts
+            assert session.take_keys() == "1,,2#" and session.take_keys() == ""
+        ts += 20
+    menu_ms = 60 * len("Sales, please.")  # FakePrompts: 60 ms a character
+    bye_ms = 60 * len("Thank you, goodbye.")
+    assert released_at is not None and menu_ms - 20 <= released_at <= menu_ms + 60  # with its last frame
+    assert session.ended and ts >= menu_ms + bye_ms  # the goodbye still played in full

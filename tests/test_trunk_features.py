@@ -99,3 +99,27 @@ def test_an_outbound_proxy_gets_the_invite_for_the_carrier_uri(sipp, tmp_path: P
     messages = trace.read_text(errors="replace")
     assert re.search(r"^INVITE sip:4930123456@carrier\.invalid SIP/2\.0", messages, re.M), messages[:800]
     assert re.search(r"^Route: <sip:127\.0\.0\.1:%d;lr>" % port, messages, re.M | re.I), messages[:1500]
+
+
+@needs_baresip
+def test_keys_from_the_script_reach_the_far_end_as_rfc2833(tmp_path: Path) -> None:
+    from voicebot.telephony.bot_session import BotSessions
+    from voicebot.telephony.messages import Dial, Ended
+    from voicebot.telephony.worker import WorkerProcess, WorkerSettings
+
+    menu = tmp_path / "menu.wav"
+    write_wav(menu, bytes(16000 * 15), 8000)
+    with BaresipPeer("menu", tmp_path / "peers", menu) as peer:
+        trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{peer.sip_port}")
+        dialplan = Path(__file__).parent / "data" / "ivr.yaml"
+        w = WorkerProcess(WorkerSettings(trunk, BotSessions(dialplan, tmp_path / "prompts", calls_dir=tmp_path / "calls")))
+        try:
+            w.start(timeout_s=60)
+            w.send(Dial("k1", "menu"))
+            (ended,) = [e for e in events_until_ended(w, {"k1"}, timeout_s=30) if isinstance(e, Ended)]
+        finally:
+            assert w.stop(timeout_s=10) == 0
+        peer.wait_idle(timeout_s=10)
+        log = (peer.home / "baresip.log").read_text(errors="replace")
+    assert ended.session_outcome == "done"
+    assert re.findall(r"received event: '(.)' \(end=1\)", log) == ["1", "2", "#"], log[-2000:]

@@ -312,7 +312,7 @@ class CallSession:
         self._handoff_result: HandoffEnded | None = None
         self._hold_next_ms: int | None = None  # when to say the hold prompt again
         self._now_ms = 0
-        self._keys_after_prompts: list[SendDtmf] = []  # key presses waiting for the prompts before them
+        self._keys_after_prompts: list[tuple[str | None, str]] = []  # (prompt to finish first, digits)
         self.keys_due: list[str] = []  # digits for the line now: the telephony side takes them
         self._preroll: deque[tuple[int, bytes]] = deque(maxlen=_PREROLL_MS // s.fmt.frame_ms)
         self._capturing = False  # frames go to ASR
@@ -606,7 +606,7 @@ class CallSession:
                 self._listening = None
                 self.outcome = action.outcome
             elif isinstance(action, SendDtmf):
-                self._keys_after_prompts.append(action)
+                self._keys_after_prompts.append((self.playout.last_queued, action.digits))
                 self.log.append(KeysPressed(ts_ms, action.node, action.digits))
 
     def _play(self, prompt_id: str, text: str | None, wav: Path | None, ts_ms: int) -> None:
@@ -624,13 +624,19 @@ class CallSession:
                 self._prompt_finished(event)
 
     def _prompt_finished(self, done: PlaybackFinished) -> None:
+        self._release_keys(done.prompt_id)
         self.log.append(PromptHeard(done.ts_ms, done.prompt_id, done.played_ms, done.total_ms, done.interrupted))
         self.engine.handle(PromptDone(done.prompt_id, done.played_ms, done.interrupted))
 
-    def _release_keys(self) -> None:
-        if self._keys_after_prompts and not self.playout.active:
-            self.keys_due += [k.digits for k in self._keys_after_prompts]
-            self._keys_after_prompts.clear()
+    def _release_keys(self, finished: str | None = None) -> None:
+        # keys go out once the prompts queued before them have played (a menu waits for "press 1")
+        while self._keys_after_prompts:
+            after, digits = self._keys_after_prompts[0]
+            if after is not None and after != finished and self.playout.active:
+                break
+            self.keys_due.append(digits)
+            self._keys_after_prompts.pop(0)
+            finished = None if after == finished else finished
 
     def take_keys(self) -> str:
         """Digits to press on the line now (RFC 2833), in order; "" when there are none."""

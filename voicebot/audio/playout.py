@@ -93,6 +93,12 @@ class Playout:
             p = self._queue[0]
             return p.prompt_id, self.fmt.ms(p.pos), self.fmt.ms(len(p.pcm))
 
+    @property
+    def last_queued(self) -> str | None:
+        """The id of the prompt that will finish last (None when nothing is queued)."""
+        with self._lock:
+            return self._queue[-1].prompt_id if self._queue else None
+
     def remaining_ms(self) -> int:
         with self._lock:
             return sum(self.fmt.ms(len(p.pcm) - p.pos) for p in self._queue)

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 _POLL_MS = 10
 _KEY_PAUSE_S = 0.5  # one "," in a dialplan's send_dtmf
+_KEY_S = 0.25  # what one RFC 2833 digit takes on the wire (event + gap)
 _TEARDOWN_S = 5.0  # bound on waiting for the far end to confirm BYE/CANCEL at shutdown
 
 
@@ -126,6 +127,7 @@ class _Leg:
     reason: str = ""
     handoff: _HandoffState | None = None
     keys: list[tuple[float, str]] = field(default_factory=list)  # (when, digits) still to press
+    hang_up_at: float | None = None  # the session is done; hang up once its last keys have gone out
     handoff_result: str = ""  # transferred | bridged | failed
     bridged: bool = False  # customer and operator talk through the bridge; the bot is off the line
 
@@ -301,7 +303,13 @@ class MediaWorker:
             if leg.disconnected or leg.hangup_by == "local":
                 continue
             while leg.keys and leg.keys[0][0] <= now:
-                self._press(leg, leg.keys.pop(0)[1])
+                digits = leg.keys.pop(0)[1]
+                self._press(leg, digits)
+                if not leg.keys and leg.hang_up_at is not None:
+                    leg.hang_up_at = now + _KEY_S * len(digits)  # let pjsua finish sending them
+            if leg.hang_up_at is not None and now >= leg.hang_up_at:
+                self._hang_up(leg.attempt_id, None)
+                continue
             h = leg.handoff
             if h is not None and not h.done and now >= h.deadline:
                 self._handoff_failed(leg, f"the operator did not take the call within {h.request.timeout_s:g} s")
@@ -325,7 +333,9 @@ class MediaWorker:
             kind, attempt_id, payload = self._notices.get()
             leg = self._legs.get(attempt_id)
             if kind == "ended":
-                if leg is not None and not leg.bridged:  # a bridged call ends when a person hangs up
+                if leg is not None and leg.keys:
+                    leg.hang_up_at = float("inf")  # set when the last key is pressed
+                elif leg is not None and not leg.bridged:  # a bridged call ends when a person hangs up
                     self._hang_up(attempt_id, None)  # no-op for a call already hanging up
             elif kind == "handoff":
                 if leg is not None:

@@ -314,3 +314,18 @@ def test_registration_with_digest_auth(monkeypatch, tmp_path: Path, password: st
             registrar.wait(timeout=5)
         assert w.stop(timeout_s=10) == 0
     assert (code == 0) is registered
+
+
+@needs_sipp
+def test_a_call_that_reaches_the_max_duration_is_ended_by_the_bot(sipp, worker) -> None:
+    """sipp answers and sends no RTP at all: the session's clock must still run (silence in), and the
+    worker ends the call at max_call_duration_s with that outcome in the session's record."""
+    from voicebot.telephony.messages import Dial
+
+    port = sipp("uas_answer", "-d", "10000", "-m", "1")
+    w, _ = worker(port, max_call_duration_s=2.0)
+    w.send(Dial("a1", "100"))
+    (ended,) = _ended(events_until_ended(w, {"a1"}))
+    assert (ended.outcome, ended.hangup_by, ended.session_outcome) == ("answered", "local", "max_duration")
+    assert 1900 <= ended.talk_ms <= 2600
+    assert ended.frames_in >= 80  # no RTP came, yet the inbound clock ticked (timeouts depend on it)

@@ -70,9 +70,9 @@ def pool(capsys):
     """``pool(port, concurrency, rate=20.0, **settings) -> WorkerPool``; closed at teardown, its workers must exit 0."""
     pools: list[WorkerPool] = []
 
-    def start(port: int, concurrency: int, rate: float = 20.0, **settings) -> WorkerPool:
+    def start(port: int, concurrency: int, rate: float = 20.0, share_models: bool = False, **settings) -> WorkerPool:
         trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}")
-        p = WorkerPool(WorkerSettings(trunk, playback_sessions(b""), **settings), concurrency, rate)
+        p = WorkerPool(WorkerSettings(trunk, playback_sessions(b""), **settings), concurrency, rate, share_models=share_models)
         pools.append(p)
         with capsys.disabled():
             print(f"\n  {p.workers} workers started; spawn → Ready per worker: {', '.join(f'{s:.2f}' for s in p.start_seconds)} s")
@@ -138,9 +138,11 @@ def test_twenty_concurrent_calls_are_spread_over_workers_and_all_answered(sipp, 
         assert kinds[0] is Dialled and kinds[-1] is Ended and kinds.index(Answered) < len(kinds) - 1
 
 
-def test_a_killed_worker_loses_exactly_its_calls_and_is_replaced(sipp, pool, capsys) -> None:
+@pytest.mark.parametrize("share_models", [False, True], ids=["spawned", "forked-from-model-host"])
+def test_a_killed_worker_loses_exactly_its_calls_and_is_replaced(share_models, sipp, pool, capsys) -> None:
     port = sipp("uas_answer", "-rtp_echo", "-d", "3000", "-m", "10", "-l", "10")
-    p = pool(port, concurrency=8)
+    p = pool(port, concurrency=8, share_models=share_models)
+    assert (p.host is not None) == share_models
     assert p.workers == 2
     ids = {f"a{i}" for i in range(8)}
     placed = {a: p.dial(a, "100") for a in sorted(ids)}
@@ -283,3 +285,41 @@ def test_calls_still_queued_for_a_dead_worker_fail_undialled(sipp, pool) -> None
         assert fates[a] == DialFailed(a, "pool-worker-lost", "never dialled: worker process died (exit code -9)")
     replacement = _replacement_ready(p, events, {worker}).worker_id
     assert set(p.pids()) == {replacement}
+
+
+def _memory_mb(pid: int) -> dict[str, int]:
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1]) // 1024
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "private": fields["Private_Dirty"] + fields["Private_Clean"]}
+
+
+def test_workers_forked_from_the_model_host_share_its_models(sipp, tmp_path, capsys) -> None:
+    """The real session factory (Piper + PocketSphinx): loaded once in the host, used by every worker."""
+    from pathlib import Path
+
+    from voicebot.telephony.bot_session import BotSessions
+
+    demo = Path(__file__).parent.parent / "dialplans" / "demo_en.yaml"
+    port = sipp("uas_answer", "-rtp_echo", "-d", "2500", "-m", "2", "-l", "2")
+    trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}")
+    p = WorkerPool(WorkerSettings(trunk, BotSessions(demo, tmp_path / "prompts")), concurrency=8)
+    try:
+        assert p.host is not None and p.workers == 2
+        placed = {a: p.dial(a, "100", (("first_name", "Anna"),)) for a in ("m0", "m1")}
+        assert len(set(placed.values())) == 2  # one call on each worker: both synthesise and recognise
+        ended = _ended(_until_all_end(p, set(placed), timeout_s=30))
+        assert all(e.event.outcome == "answered" and e.event.first_sound_out_ms is not None for e in ended.values())
+        host = _memory_mb(p.host.process.pid)
+        workers = [_memory_mb(pid) for pid in p.pids().values()]
+    finally:
+        codes = p.close(timeout_s=10)
+    assert set(codes.values()) == {0}, codes
+    with capsys.disabled():
+        print(f"\n  model host: load {p.host.load_seconds:.1f} s, {host}; each forked worker after a call: {workers}")
+    for w in workers:
+        # most of the host's memory (the models) is mapped into the worker shared, not loaded again
+        assert w["rss"] - w["private"] >= 0.6 * host["rss"], (w, host)

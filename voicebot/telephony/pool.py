@@ -47,6 +47,7 @@ from voicebot.telephony.messages import (
     WorkerEvent,
     WorkerFailed,
 )
+from voicebot.telephony.host import ModelHost
 from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
 # One pjsua process aborts above ~60 set-ups a second (assertion in ioqueue_select.c).
@@ -133,7 +134,9 @@ class _Slot:
 class WorkerPool:
     """Media workers for one campaign. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, settings: WorkerSettings, concurrency: int, setups_per_second_per_worker: float = 20.0) -> None:
+    def __init__(
+        self, settings: WorkerSettings, concurrency: int, setups_per_second_per_worker: float = 20.0, share_models: bool | None = None
+    ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1 (got {concurrency})")
         if not 0 < setups_per_second_per_worker <= MAX_SETUPS_PER_SECOND_PER_WORKER:
@@ -154,7 +157,13 @@ class WorkerPool:
         self._closed = False
         self.start_seconds: list[float] = []  # how long each worker took from spawn to Ready
         self._pacer = threading.Thread(target=self._pace, name="pool-pacer", daemon=True)
+        # sessions with models (a prepare()) get them once, in a model host that forks the workers
+        if share_models is None:
+            share_models = hasattr(settings.session_factory, "prepare")
+        self.host: ModelHost | None = None
         try:
+            if share_models:
+                self.host = ModelHost(settings).start()
             first = self._new_slot()
             self._start_into(first)  # K is only known once a worker reports it
             n = math.ceil(concurrency / first.max_calls)
@@ -262,7 +271,10 @@ class WorkerPool:
                 w.process.join(5.0)
         if self._pacer.is_alive():
             self._pacer.join(2.0)
-        return {worker_id: w.process.exitcode for _, worker_id, w in slots}
+        codes = {worker_id: w.process.exitcode for _, worker_id, w in slots}
+        if self.host is not None:
+            self.host.close()
+        return codes
 
     def __enter__(self) -> Self:
         return self
@@ -299,13 +311,16 @@ class WorkerPool:
         with self._lock:
             worker_id = self._next_worker_id
             self._next_worker_id += 1
-        w = WorkerProcess(self.settings)
+        w = self.host.worker() if self.host is not None else WorkerProcess(self.settings)
         with self._lock:
             if self._closing.is_set():
                 return  # close() has taken its list of workers: start none behind its back
             slot.worker, slot.worker_id, slot.live = w, worker_id, False
         started = time.monotonic()
-        w.process.start()
+        try:
+            w.launch()
+        except SipError as e:
+            raise WorkerStartError(f"media worker {worker_id} could not be started: {e}") from None
         event = _first_event(w, _START_TIMEOUT_S)
         if not isinstance(event, Ready):
             _end_process(w)

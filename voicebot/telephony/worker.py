@@ -35,6 +35,7 @@ from voicebot.config import Trunk
 from voicebot.errors import SipError
 from voicebot.telephony import outcomes
 from voicebot.telephony.call import DialCall
+from voicebot.telephony.channel import ChannelClosed, PipeChannel
 from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
 from voicebot.telephony.media_port import MediaPort
 from voicebot.telephony.messages import (
@@ -247,6 +248,8 @@ class MediaWorker:
         while True:
             try:
                 command = commands.get_nowait()
+            except ChannelClosed:
+                return False  # the manager is gone: hang up and exit rather than live on as an orphan
             except queue.Empty:
                 break
             if isinstance(command, Stop):
@@ -622,22 +625,40 @@ def _since(start: float | None, moment: float | None) -> int | None:
     return _ms(moment - start) if start is not None and moment is not None else None
 
 
-def run_worker(settings: WorkerSettings, commands: queue.Queue, events: queue.Queue) -> None:
-    """Process entry point (spawn): the main thread owns pjsua2."""
+def run_worker(settings: WorkerSettings, commands: PipeChannel, events: PipeChannel) -> None:
+    """Process entry point: the main thread owns pjsua2 (imported in this process, never inherited)."""
     MediaWorker(settings).run(commands, events)
 
 
 class WorkerProcess:
-    """A ``MediaWorker`` in its own spawned process: a crash there loses only its K calls."""
+    """A ``MediaWorker`` in its own spawned process: a crash there loses only its K calls.
+
+    ``launch()`` starts it, ``start()`` also waits for its ``Ready``. ``process``
+    has the ``multiprocessing.Process`` interface the pool uses (pid, sentinel,
+    is_alive, kill, join, exitcode); ``voicebot.telephony.host.ForkedWorker``
+    offers the same for a worker forked from the model host.
+    """
 
     def __init__(self, settings: WorkerSettings) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold pjsua2 threads
-        self.commands: multiprocessing.Queue = ctx.Queue()
-        self.events: multiprocessing.Queue = ctx.Queue()
-        self.process = ctx.Process(target=run_worker, args=(settings, self.commands, self.events), name="media-worker", daemon=True)
+        self._settings = settings
+        commands_in, commands_out = ctx.Pipe(duplex=False)
+        events_in, events_out = ctx.Pipe(duplex=False)
+        self.commands, self.events = PipeChannel(commands_out), PipeChannel(events_in)
+        self._child_ends = (commands_in, events_out)
+        self.process = self._make_process(ctx)
+
+    def _make_process(self, ctx):  # noqa: ANN001, ANN202
+        commands_in, events_out = self._child_ends
+        return ctx.Process(target=run_worker, args=(self._settings, PipeChannel(commands_in), PipeChannel(events_out)), name="media-worker", daemon=True)
+
+    def launch(self) -> None:
+        self.process.start()
+        for end in self._child_ends:
+            end.close()  # only the worker holds them now, so its exit shows as a closed channel
 
     def start(self, timeout_s: float = 10.0) -> Ready:
-        self.process.start()
+        self.launch()
         event = self.next_event(timeout_s)
         if not isinstance(event, Ready):
             raise SipError(f"media worker did not start: {event!r}", code="sip-worker-start")
@@ -647,11 +668,14 @@ class WorkerProcess:
         self.commands.put(command)
 
     def next_event(self, timeout_s: float) -> WorkerEvent:
-        try:
-            return self.events.get(timeout=timeout_s)
-        except queue.Empty:
-            code = self.process.exitcode
-            raise SipError(f"no event from the media worker within {timeout_s} s (exit code {code})", code="sip-worker-timeout") from None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if time.monotonic() >= deadline or not self.process.is_alive():
+                    code = self.process.exitcode
+                    raise SipError(f"no event from the media worker within {timeout_s} s (exit code {code})", code="sip-worker-timeout") from None
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """Ask the worker to hang up and exit; kill it if it does not. Returns its exit code."""

@@ -196,6 +196,20 @@ def _contact_fields(value: Any) -> Any:
     return value
 
 
+class ContactsImport(Frozen):
+    """How a contacts file (CSV or XLSX, one header row) maps to contacts. Column names are matched
+    case-insensitively; a contact field without an entry in ``columns`` reads the column of its own name."""
+
+    phone: str = "phone"  # the column with the number
+    columns: dict[str, str] = Field(default_factory=dict)  # contact field -> column header
+    tags: str | None = "tags"  # a column of tags separated by "," or ";"
+    priority: str | None = "priority"  # an integer column: higher is dialled first
+    timezone: str | None = "timezone"  # an IANA zone column; otherwise the zone comes from the number
+    region: str | None = None  # an ISO country column for numbers written without +country
+    sheet: str | None = None  # XLSX: the sheet to read (default: the first)
+    dnc_file: str | None = None  # numbers never to dial (CSV/XLSX with the same phone column, or one per line); relative to the dialplan
+
+
 class Campaign(Frozen):
     name: str
     trunk: Trunk
@@ -208,6 +222,7 @@ class Campaign(Frozen):
     default_region: str = Field("US", description="ISO country code for numbers written without +country")
     calling_window: CallingWindow = Field(default_factory=CallingWindow)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    contacts: ContactsImport = Field(default_factory=ContactsImport)
     contact_fields: Annotated[dict[str, ContactField], BeforeValidator(_contact_fields)] = Field(default_factory=dict)
 
     @field_validator("default_region")

@@ -99,6 +99,7 @@ def test_an_outbound_proxy_gets_the_invite_for_the_carrier_uri(sipp, tmp_path: P
     messages = trace.read_text(errors="replace")
     assert re.search(r"^INVITE sip:4930123456@carrier\.invalid SIP/2\.0", messages, re.M), messages[:800]
     assert re.search(r"^Route: <sip:127\.0\.0\.1:%d;lr>" % port, messages, re.M | re.I), messages[:1500]
+    assert re.search(r"^X-Voicebot-Attempt: a1\s*$", messages, re.M), messages[:1500]  # the attempt id travels with the call
 
 
 @needs_baresip

@@ -60,6 +60,7 @@ from voicebot.telephony.outcomes import LocalCancel
 if TYPE_CHECKING:
     from voicebot.session import Handoff
 
+ATTEMPT_HEADER = "X-Voicebot-Attempt"
 _POLL_MS = 10
 _KEY_PAUSE_S = 0.5  # one "," in a dialplan's send_dtmf
 _KEY_S = 0.25  # what one RFC 2833 digit takes on the wire (event + gap)
@@ -275,8 +276,13 @@ class MediaWorker:
         now = time.monotonic()
         leg = _Leg(cmd.attempt_id, call, now, now + self.settings.ring_timeout_s, contact=dict(cmd.contact))
         self._legs[cmd.attempt_id] = leg
+        prm = pj.CallOpParam(True)
+        header = pj.SipHeader()
+        # the attempt id on the INVITE: the PBX's CDRs and traces can be matched to the campaign's records
+        header.hName, header.hValue = ATTEMPT_HEADER, cmd.attempt_id
+        prm.txOption.headers.append(header)
         try:
-            call.makeCall(uri, pj.CallOpParam(True))
+            call.makeCall(uri, prm)
         except pj.Error as e:
             del self._legs[cmd.attempt_id]
             code = "sip-too-many-calls" if "ETOOMANY" in e.info() else "sip-dial-failed"

@@ -161,3 +161,13 @@ def chunks_found(haystack: bytes, needle: bytes, min_score: float, rate_hz: int 
     if not sounding:
         return 0.0
     return sum(locate(haystack, c, rate_hz)[1] >= min_score for c in sounding) / len(sounding)
+
+
+def heard_at(haystack: bytes, needle: bytes, rate_hz: int = 8000, chunk_s: float = 0.3) -> float:
+    """Where ``needle`` starts in ``haystack`` (s), found by its first sounding 0.3 s chunk."""
+    samples = np.frombuffer(needle, dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples) > 1000)
+    first = int(loud[0]) if len(loud) else 0
+    n = int(rate_hz * chunk_s)
+    at, _ = locate(haystack, needle[2 * first : 2 * (first + n)], rate_hz)
+    return at - first / rate_hz

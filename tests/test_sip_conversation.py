@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from conftest import locate
+from conftest import chunks_found, heard_at, locate
 from voicebot.audio.frames import NARROWBAND, read_wav
 from voicebot.config import AsrSettings, Trunk
 from voicebot.dialplan import load_dialplan
@@ -213,12 +213,16 @@ def test_a_warm_bridge_briefs_the_operator_then_joins_the_legs(baresip, prompts,
 
     (at_operator,) = operator.recordings()
     operator_heard = read_wav(at_operator.heard)[0]
-    briefing_at, briefing_score = locate(operator_heard, briefing)
-    customer_at, customer_score = locate(operator_heard, b"".join(after))
+    briefing_at, briefing_score = locate(operator_heard, briefing)  # the bot's own port: sample-exact
+    # through the bridge a jitter buffer may drop or repeat a frame: compare in 0.3 s chunks
+    customer = b"".join(after)
+    customer_score = chunks_found(operator_heard, customer, 0.9)
+    customer_at = heard_at(operator_heard, customer)
     (at_anna,) = anna.recordings()
     anna_heard = read_wav(at_anna.heard)[0]
     hold_at, hold_score = locate(anna_heard, hold)
-    op_at, op_score = locate(anna_heard, b"".join(operator_greeting))
+    op_score = chunks_found(anna_heard, b"".join(operator_greeting), 0.9)
+    op_at = heard_at(anna_heard, b"".join(operator_greeting))
     with capsys.disabled():
         print(f"\n  briefing: {handoff.context['briefing']!r}\n  operator heard the briefing at {briefing_at:.1f} s ({briefing_score:.2f}), "
               f"the customer at {customer_at:.1f} s ({customer_score:.2f}); the customer heard hold at {hold_at:.1f} s "

@@ -66,9 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-s", type=int, default=300)
     sim.set_defaults(func=cmd_simulate)
 
+    from voicebot.campaign.cli import register_cli as register_campaign_cli
     from voicebot.speech.models import register_cli
 
     register_cli(sub)
+    register_campaign_cli(sub)
     return p
 
 

@@ -25,6 +25,8 @@ SYSTEM_OUTCOMES = frozenset(
         "trunk_error",  # 5xx, transport failure
         "voicemail",  # answering machine detected
         "worker_lost",  # media worker died mid-call
+        "interrupted",  # the dialer itself stopped (crash, kill) while the call was in progress
+        "not_dialled",  # the call never left: no free worker slot, or its worker died first
         "customer_hangup",  # the person hung up mid-script
         "max_duration",  # the call reached the campaign's max_call_duration_s
         "stopped",  # the dialer ended the call (campaign stopped, shutdown)
@@ -142,8 +144,10 @@ class CallingWindow(Frozen):
     def _hhmm(cls, v: Any) -> Any:
         if isinstance(v, int):  # YAML 1.1 sexagesimal never applies here, but be explicit
             raise ValueError("write times as quoted 'HH:MM'")
+        if isinstance(v, str) and v.strip() == "24:00":
+            return time.max  # the end of the day: "00:00"-"24:00" is the whole day
         if isinstance(v, str) and not re.match(r"^\d{1,2}:\d{2}$", v.strip()):
-            raise ValueError(f"'{v}' is not a time of day: use HH:MM, e.g. 09:30")
+            raise ValueError(f"'{v}' is not a time of day: use HH:MM, e.g. 09:30 (24:00 for the end of the day)")
         return v
 
     @field_validator("days", mode="before")
@@ -171,6 +175,8 @@ class CallingWindow(Frozen):
     def _order(self) -> CallingWindow:
         if self.start == self.end:
             raise ValueError("the calling window is empty: start equals end")
+        if self.start == time.max:
+            raise ValueError("a calling window cannot start at 24:00")
         return self
 
 

@@ -190,6 +190,7 @@ class ForkedWorker(WorkerProcess):
 
 
 def _host_main(settings: WorkerSettings, conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the manager's to handle
     started = time.monotonic()
     try:
         prepare = getattr(settings.session_factory, "prepare", None)

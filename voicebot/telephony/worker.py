@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import signal
 import sys
 import threading
 import time
@@ -633,6 +634,8 @@ def _since(start: float | None, moment: float | None) -> int | None:
 
 def run_worker(settings: WorkerSettings, commands: PipeChannel, events: PipeChannel) -> None:
     """Process entry point: the main thread owns pjsua2 (imported in this process, never inherited)."""
+    # Ctrl-C in a terminal reaches the whole process group: the manager decides what it means
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     MediaWorker(settings).run(commands, events)
 
 

@@ -1,0 +1,142 @@
+"""`voicebot run` end to end against a sipp UAS on 127.0.0.1, including a kill -9 in mid-campaign.
+
+The sipp UAS answers every call, lets it run 3 s and hangs up (the script's
+outcome is then customer_hangup, final). It logs every INVITE, whose
+X-Voicebot-Attempt header names the attempt: so the test sees exactly which
+attempts reached the far end, and how often.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data" / "campaign"
+
+
+def _dialplan(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "campaign.yaml"
+    path.write_text((DATA / "campaign.yaml").read_text().replace("127.0.0.1:5999", f"127.0.0.1:{port}"))
+    return path
+
+
+def _run_cmd(dialplan: Path, db: Path) -> list[str]:
+    return [sys.executable, "-m", "voicebot.cli", "run", str(dialplan), "--contacts", str(DATA / "contacts.csv"), "--db", str(db)]
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _group_alive(pgid: int) -> list[int]:
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(entry.name))
+    return alive
+
+
+def _invites_by_attempt(trace: Path) -> dict[str, set[str]]:
+    """attempt id -> the Call-IDs of the INVITEs that carried it (retransmissions share one)."""
+    calls: dict[str, set[str]] = defaultdict(set)
+    for message in trace.read_text(errors="replace").split("\n\n"):
+        if re.search(r"^INVITE sip:", message, re.M):
+            attempt = re.search(r"^X-Voicebot-Attempt:\s*(\S+)", message, re.M)
+            call_id = re.search(r"^Call-ID:\s*(\S+)", message, re.M | re.I)
+            if attempt and call_id:
+                calls[attempt.group(1)].add(call_id.group(1))
+    return calls
+
+
+def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(sipp, tmp_path: Path, capsys) -> None:
+    trace = tmp_path / "invites.log"
+    port = sipp("uas_answer", "-d", "3000", "-m", "500", "-l", "100", "-trace_msg", "-message_file", str(trace))
+    dialplan = _dialplan(tmp_path, port)
+    db = tmp_path / "campaign.db"
+
+    # first run: killed with SIGKILL once some calls have ended and others are up
+    first = subprocess.Popen(_run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert first.poll() is None, f"the first run ended by itself ({first.returncode}) before it could be killed"
+            assert time.monotonic() < deadline, "the first run never reached mid-campaign"
+            if db.exists():
+                try:
+                    states = dict(_query(db, "SELECT state, COUNT(*) FROM attempts GROUP BY state"))
+                except sqlite3.OperationalError:
+                    states = {}
+                if states.get("ended", 0) >= 6 and states.get("dialling", 0) + states.get("created", 0) >= 2:
+                    break
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGKILL)  # the runner we started, by its pid
+        first.wait(timeout=10)
+        # its model host and media workers see their pipes close and exit by themselves
+        deadline = time.monotonic() + 20
+        while _group_alive(first.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = _group_alive(first.pid)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        for pid in _group_alive(first.pid):
+            os.kill(pid, signal.SIGKILL)  # processes of the run this test started
+    assert not orphans, f"processes of the killed run still alive after 20 s: {orphans}"
+    open_before = _query(db, "SELECT id FROM attempts WHERE state IN ('created', 'dialling')")
+    assert open_before, "the kill found no call in progress"
+
+    # second run: resumes and finishes
+    second = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+
+    contacts = _query(db, "SELECT id, phone, status, attempts FROM contacts")
+    attempts = _query(db, "SELECT id, contact_id, seq, state, outcome FROM attempts ORDER BY contact_id, seq")
+    by_contact = defaultdict(list)
+    for a in attempts:
+        by_contact[a[1]].append(a)
+    assert len(contacts) == 24
+    for cid, phone, status, n in contacts:
+        mine = by_contact[cid]
+        assert status == "done", (phone, mine)
+        assert n == len(mine) and [a[2] for a in mine] == list(range(1, n + 1)), (phone, mine)  # none lost
+        # every attempt but the last was cut off by the kill; the last one ended normally
+        assert [a[3] for a in mine[:-1]] == ["interrupted"] * (n - 1), (phone, mine)
+        assert (mine[-1][3], mine[-1][4]) == ("ended", "customer_hangup"), (phone, mine)
+    interrupted = {a[0] for a in attempts if a[3] == "interrupted"}
+    assert interrupted == {row[0] for row in open_before}
+
+    # at the far end: no attempt id was ever dialled twice; every ended attempt was dialled once
+    invites = _invites_by_attempt(trace)
+    assert all(len(call_ids) == 1 for call_ids in invites.values()), {a: c for a, c in invites.items() if len(c) > 1}
+    ended = {a[0] for a in attempts if a[3] == "ended"}
+    assert ended <= set(invites)
+    assert set(invites) <= ended | interrupted
+    outcomes = Counter(a[4] for a in attempts)
+    with capsys.disabled():
+        print(f"\n  kill -9 with {len(open_before)} calls up; after the rerun: {dict(outcomes)}")
+
+    # the export has one row per attempt
+    export = tmp_path / "results.csv"
+    subprocess.run([sys.executable, "-m", "voicebot.cli", "export", str(db), "--csv", str(export)], check=True,
+                   capture_output=True, timeout=60)
+    with export.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(attempts)

@@ -1,0 +1,159 @@
+"""`voicebot run` and `voicebot export`: a campaign from the command line, with a live view."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from voicebot.campaign.runner import CampaignRun
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run a campaign: import contacts, dial, talk, record every result (Ctrl-C pauses)")
+    r.add_argument("dialplan", type=Path)
+    r.add_argument("--contacts", type=Path, help="CSV or XLSX to import (again on a rerun: known numbers are kept as they are)")
+    r.add_argument("--db", type=Path, help="the campaign's store (default: campaigns/<campaign name>.db)")
+    r.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
+    r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
+    r.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
+    r.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after Ctrl-C")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("export", help="write a campaign's attempts and results")
+    e.add_argument("db", type=Path)
+    e.add_argument("--csv", type=Path, required=True, help="output file ('-' for stdout)")
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from voicebot.campaign.runner import CampaignRun, RunOptions  # pjsua2 and the models: only for this command
+    from voicebot.dialplan import load_dialplan
+
+    out = Console(stderr=False)
+    db = args.db
+    if db is None:
+        db = Path("campaigns") / f"{_safe_name(load_dialplan(args.dialplan).dialplan.campaign.name)}.db"
+    run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
+                                 bind_address=args.bind, grace_s=args.grace))
+    try:
+        run.prepare()
+        _print_import(run, out)
+        run.install_signal_handlers()
+        view = _LiveView(run, out)
+        with view:
+            summary = run.run(on_tick=view.tick)
+        _print_summary(run, summary, out)
+    finally:
+        run.close()
+    return 0 if run.progress.state == "finished" else 3  # 3: paused, run again to resume
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from voicebot.campaign.store import CampaignStore
+
+    store = CampaignStore.open(args.db)
+    try:
+        rows = list(store.export_rows())
+    finally:
+        store.close()
+    if not rows:
+        print(f"{args.db}: no attempts yet", file=sys.stderr)
+    fields = list(rows[0]) if rows else ["attempt_id"]
+    stream = sys.stdout if str(args.csv) == "-" else open(args.csv, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(stream, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    if stream is not sys.stdout:
+        print(f"{len(rows)} attempts written to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "campaign"
+
+
+def _print_import(run: CampaignRun, out: Console) -> None:
+    imported = run.imported
+    if run.recovered:
+        out.print(f"{len(run.recovered)} attempt(s) were in progress when the last run ended: recorded as interrupted, to be retried")
+    if imported is None:
+        return
+    out.print(f"{run.options.contacts}: {imported.rows} rows, {len(imported.contacts)} contacts, "
+              f"{imported.duplicates} duplicate rows merged, {len(imported.problems)} rows with problems")
+    for problem in imported.problems[:20]:
+        out.print(f"  {problem}", highlight=False, markup=False)
+    if len(imported.problems) > 20:
+        out.print(f"  ... and {len(imported.problems) - 20} more")
+
+
+def _print_summary(run: CampaignRun, summary: dict, out: Console) -> None:
+    table = Table(title=f"{run.loaded.dialplan.campaign.name}: {run.progress.state}")
+    table.add_column("outcome")
+    table.add_column("attempts", justify="right")
+    for outcome, n in sorted(summary.get("outcomes", {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(outcome, str(n))
+    out.print(table)
+    keys = ("contacts", "pending", "done", "dnc", "attempts")
+    out.print("  ".join(f"{k}: {summary.get(k, 0)}" for k in keys))
+    if run.progress.state != "finished":
+        out.print("paused: run the same command again to resume")
+
+
+class _LiveView:
+    """A live table in a terminal; a line every few seconds otherwise (CI logs, pipes)."""
+
+    def __init__(self, run: CampaignRun, out: Console) -> None:
+        self.run = run
+        self.out = out
+        self._live = Live(console=out, refresh_per_second=4, transient=True) if out.is_terminal else None
+        self._last = 0.0
+
+    def __enter__(self) -> _LiveView:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def tick(self, run: CampaignRun) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.25 if self._live is not None else 5.0):
+            return
+        self._last = now
+        if self._live is not None:
+            self._live.update(self._table())
+        else:
+            p = run.progress
+            self.out.print(f"[{p.state}] dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
+                           f"({p.per_minute():.1f}/min); " + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
+                           highlight=False)
+
+    def _table(self) -> Table:
+        p = self.run.progress
+        table = Table(title=f"{self.run.loaded.dialplan.campaign.name} [{p.state}] {p.note}")
+        for column in ("dialled", "answered", "in call", "ended", "calls/min"):
+            table.add_column(column, justify="right")
+        table.add_row(str(p.dialled), str(p.answered), str(p.in_call), str(p.ended), f"{p.per_minute():.1f}")
+        outcomes = Table.grid(padding=(0, 2))
+        for outcome, n in p.outcomes.most_common():
+            outcomes.add_row(outcome, str(n))
+        grid = Table.grid()
+        grid.add_row(table)
+        grid.add_row(outcomes)
+        return grid

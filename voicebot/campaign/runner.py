@@ -1,0 +1,303 @@
+"""A campaign run: contacts in, calls out, and every result in the store before anything else happens.
+
+The order of each step is what makes a crash harmless:
+
+1. ``store.start_attempt`` commits a new attempt (a fresh id) and moves the
+   contact to ``in_call``; only then is the number handed to the pool;
+2. ``store.mark_dialling`` records the worker that took it;
+3. the worker's ``Ended`` is written with ``store.finish_attempt`` (result, call
+   record, when to retry) before the next call is placed.
+
+After a ``kill -9`` the next run finds attempts that never ended and marks them
+``interrupted`` (``store.recover``): they count as attempts, and the retry goes
+out under a new id, so no attempt is dialled twice and no result is lost.
+
+Ctrl-C pauses: nothing new is dialled and calls in progress finish (a second
+Ctrl-C, or SIGTERM, ends them now). Running again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import structlog
+
+from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
+from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
+from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
+from voicebot.dialplan import LoadedDialplan, load_dialplan
+from voicebot.speech.prompt_cache import PromptCache, prerender
+from voicebot.speech.tts import make_tts
+from voicebot.telephony.bot_session import BotSessions
+from voicebot.telephony.endpoint import EndpointSettings
+from voicebot.telephony.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing
+from voicebot.telephony.pool import NoCapacity, TokenBucket, WorkerPool
+from voicebot.telephony.worker import WorkerSettings
+
+_log = structlog.get_logger("voicebot.campaign")
+
+_DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
+
+
+@dataclass
+class RunOptions:
+    dialplan: Path
+    db: Path
+    contacts: Path | None = None
+    models_dir: Path | None = None
+    prompts_dir: Path | None = None  # default: next to the database
+    calls_dir: Path | None = None  # per-call JSON records and recordings; default: next to the database
+    concurrency: int | None = None  # overrides campaign.max_concurrent_calls
+    bind_address: str = "127.0.0.1"
+    grace_s: float = 120.0  # after Ctrl-C, how long calls in progress may go on
+    poll_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        stem = self.db.with_suffix("")
+        self.prompts_dir = self.prompts_dir or stem.parent / f"{stem.name}.prompts"
+        self.calls_dir = self.calls_dir or stem.parent / f"{stem.name}.calls"
+
+
+@dataclass
+class Progress:
+    """What the live view shows; counted by the run, read by the view."""
+
+    started: float = field(default_factory=time.monotonic)
+    dialled: int = 0
+    ringing: int = 0
+    answered: int = 0
+    ended: int = 0
+    in_call: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    state: str = "starting"
+    note: str = ""
+
+    def per_minute(self) -> float:
+        minutes = max(1e-9, (time.monotonic() - self.started) / 60)
+        return self.ended / minutes
+
+
+class CampaignRun:
+    """One run of a campaign. ``prepare()`` then ``run()``; ``pause()``/``stop()`` from a signal handler."""
+
+    def __init__(self, options: RunOptions, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self.clock = clock
+        self.loaded: LoadedDialplan | None = None
+        self.store: CampaignStore | None = None
+        self.progress = Progress()
+        self.imported: ImportResult | None = None
+        self.recovered: list[str] = []
+        self._in_flight: dict[str, Attempt] = {}
+        self._pause = threading.Event()
+        self._stop = threading.Event()
+        self._paused_at: float | None = None
+
+    # -- before dialling ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        o = self.options
+        self.loaded = load_dialplan(o.dialplan)
+        campaign = self.loaded.dialplan.campaign
+        o.db.parent.mkdir(parents=True, exist_ok=True)
+        self.store = store = CampaignStore.open(o.db, campaign.name, str(o.dialplan))
+        now = self.clock()
+        self.recovered = store.recover(now, max_attempts=campaign.retry.max_attempts)
+        for attempt_id in self.recovered:
+            _log.warning("attempt_interrupted", attempt_id=attempt_id, why="the previous run ended while it was in progress")
+        if o.contacts is not None:
+            self.imported = load_contacts(o.contacts, campaign.contacts, campaign.default_region, campaign.contact_fields)
+            store.add_contacts(self.imported.contacts)
+        if campaign.contacts.dnc_file:
+            dnc_path = Path(campaign.contacts.dnc_file)
+            if not dnc_path.is_absolute():
+                dnc_path = o.dialplan.parent / dnc_path
+            numbers, problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
+            store.add_dnc(numbers, str(dnc_path))
+            if self.imported is not None:
+                self.imported.problems.extend(problems)
+        speech = self.loaded.dialplan.speech
+        cache = PromptCache(o.prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
+        due = store.due(float("inf"), limit=1_000_000)
+        prerender(self.loaded.graph, cache, speech.rate_hz, (c.fields for c in due))
+
+    # -- the run --------------------------------------------------------------------------------------
+
+    def run(self, on_tick: Callable[[CampaignRun], None] | None = None) -> dict:
+        assert self.loaded is not None and self.store is not None, "prepare() first"
+        o = self.options
+        campaign = self.loaded.dialplan.campaign
+        store = self.store
+        concurrency = o.concurrency or campaign.max_concurrent_calls
+        settings = WorkerSettings(
+            campaign.trunk,
+            BotSessions(o.dialplan, o.prompts_dir, o.models_dir, o.calls_dir),
+            endpoint=EndpointSettings(bind_address=o.bind_address, caller_id=campaign.caller_id),
+            ring_timeout_s=campaign.ring_timeout_s,
+            max_call_duration_s=campaign.max_call_duration_s,
+        )
+        store.set_state("state", "running")
+        self.progress.state = "running"
+        bucket = TokenBucket(campaign.calls_per_second)
+        with WorkerPool(settings, concurrency) as pool:
+            self.progress.note = f"{pool.workers} media workers"
+            while True:
+                self._take_events(pool)
+                if self._stop.is_set():
+                    for attempt_id in list(self._in_flight):
+                        pool.hangup(attempt_id)
+                    if self._paused_at is None:
+                        self._paused_at = time.monotonic()
+                elif self._pause.is_set():
+                    if self._paused_at is None:
+                        self._paused_at = time.monotonic()
+                    if time.monotonic() - self._paused_at > o.grace_s:
+                        self._stop.set()  # the grace period is over: end the calls still going
+                else:
+                    self._dial_due(pool, bucket, concurrency)
+                if on_tick is not None:
+                    on_tick(self)
+                if not self._in_flight:
+                    if self._pause.is_set() or self._stop.is_set():
+                        break
+                    if store.next_due_at() is None:
+                        break  # every contact is done (or on the DNC list)
+                event = pool.next_event(o.poll_s)
+                if event is not None:
+                    self._on_event(event.event, event.worker_id)
+        done = not (self._pause.is_set() or self._stop.is_set())
+        self.progress.state = "finished" if done else "paused"
+        store.set_state("state", self.progress.state)
+        return store.summary()
+
+    def pause(self) -> None:
+        """Dial nothing new; let calls in progress finish. A second pause ends them now."""
+        if self._pause.is_set():
+            self._stop.set()
+        self._pause.set()
+        self.progress.state = "pausing"
+
+    def stop(self) -> None:
+        self._pause.set()
+        self._stop.set()
+        self.progress.state = "stopping"
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, lambda *_: self.pause())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    # -- dialling ------------------------------------------------------------------------------------
+
+    def _dial_due(self, pool: WorkerPool, bucket: TokenBucket, concurrency: int) -> None:
+        assert self.store is not None and self.loaded is not None
+        window = self.loaded.dialplan.campaign.calling_window
+        free = min(concurrency - len(self._in_flight), pool.free_slots)
+        if free <= 0:
+            return
+        now = self.clock()
+        now_dt = datetime.fromtimestamp(now, timezone.utc)
+        for contact in self.store.due(now, limit=free * 4):
+            opens = next_window_start(now_dt, contact_zone(contact.timezone, window), window)
+            if opens > now_dt:
+                self.store.defer(contact.id, opens.timestamp())  # outside its calling window: come back when it opens
+                continue
+            if bucket.take(time.monotonic()) > 0:
+                return  # calls_per_second: the next one waits for a token
+            attempt = self.store.start_attempt(contact.id, now)  # committed before the number leaves
+            try:
+                worker_id = pool.dial(attempt.id, attempt.phone, tuple(attempt.fields.items()))
+            except NoCapacity:
+                self._finish(attempt, AttemptResult(outcome="not_dialled", reason="no free worker slot"), now, retry=now)
+                return
+            self.store.mark_dialling(attempt.id, worker_id, now)
+            self._in_flight[attempt.id] = attempt
+            self.progress.dialled += 1
+            self.progress.in_call = len(self._in_flight)
+            free -= 1
+            if free <= 0:
+                return
+
+    # -- results ----------------------------------------------------------------------------------------
+
+    def _take_events(self, pool: WorkerPool) -> None:
+        while (event := pool.next_event(0)) is not None:
+            self._on_event(event.event, event.worker_id)
+
+    def _on_event(self, event: object, worker_id: int) -> None:
+        assert self.store is not None
+        now = self.clock()
+        attempt_id = getattr(event, "attempt_id", None)
+        if isinstance(event, Dialled):
+            self.store.add_event("call.dialled", attempt_id, {"uri": event.uri, "worker_id": worker_id}, now)
+        elif isinstance(event, Ringing):
+            self.progress.ringing += 1
+            self.store.add_event("call.ringing", attempt_id, {"sip_code": event.sip_code, "after_ms": event.after_ms}, now)
+        elif isinstance(event, Answered):
+            self.progress.answered += 1
+            self.store.add_event("call.answered", attempt_id, {"setup_ms": event.setup_ms}, now)
+        elif isinstance(event, HandoffRequested):
+            self.store.add_event("handoff.requested", attempt_id, event.context, now)
+        elif isinstance(event, Ended) and attempt_id in self._in_flight:
+            attempt = self._in_flight.pop(attempt_id)
+            self._finish(attempt, self._result(event), now)
+        elif isinstance(event, DialFailed) and attempt_id in self._in_flight:
+            attempt = self._in_flight.pop(attempt_id)
+            result = AttemptResult(outcome="not_dialled", reason=f"{event.code}: {event.message}")
+            self._finish(attempt, result, now, retry=now + _DIAL_FAILED_RETRY_S)
+        self.progress.in_call = len(self._in_flight)
+
+    def _result(self, ended: Ended) -> AttemptResult:
+        assert self.options.calls_dir is not None
+        outcome = ended.session_outcome if ended.outcome == "answered" and ended.session_outcome else ended.outcome
+        record_path = self.options.calls_dir / f"{ended.attempt_id}.json"
+        record = _read_json(record_path)
+        wav = self.options.calls_dir / f"{ended.attempt_id}.wav"
+        return AttemptResult(
+            outcome=outcome,
+            session_outcome=ended.session_outcome,
+            sip_code=ended.sip_code,
+            reason=ended.reason,
+            setup_ms=ended.setup_ms,
+            talk_ms=ended.talk_ms,
+            hangup_by=ended.hangup_by,
+            handoff=ended.handoff,
+            path=list(record.get("path", [])) if record else [],
+            slots=dict(record.get("slots", {})) if record else {},
+            transcript=list(record.get("transcript", [])) if record else [],
+            recording=str(wav) if wav.is_file() else None,
+            record=record,
+        )
+
+    def _finish(self, attempt: Attempt, result: AttemptResult, now: float, retry: float | None = None) -> None:
+        assert self.store is not None and self.loaded is not None
+        policy = self.loaded.dialplan.campaign.retry
+        if retry is None:
+            seq = attempt.seq
+            at = retry_at(result.outcome, seq, policy, datetime.fromtimestamp(now, timezone.utc))
+            retry = at.timestamp() if at is not None else None
+        elif attempt.seq >= policy.max_attempts:
+            retry = None
+        self.store.finish_attempt(attempt.id, result, now, retry, dnc=result.outcome == "dnc")
+        self.progress.ended += 1
+        self.progress.outcomes[result.outcome] += 1
+        _log.info("attempt_ended", attempt_id=attempt.id, phone=attempt.phone, outcome=result.outcome, sip_code=result.sip_code,
+                  talk_ms=result.talk_ms, retry_at=retry)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

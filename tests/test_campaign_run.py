@@ -140,3 +140,49 @@ def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(
     with export.open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(attempts)
+
+
+def test_busy_numbers_are_retried_by_the_policy_until_max_attempts(sipp, tmp_path: Path) -> None:
+    port = sipp("uas_486", "-m", "500")
+    dialplan = _dialplan(tmp_path, port)  # retry: busy after 1 s, at most 3 attempts
+    db = tmp_path / "busy.db"
+    done = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    per_contact = _query(db, "SELECT contact_id, COUNT(*), MIN(outcome), MAX(outcome) FROM attempts GROUP BY contact_id")
+    assert len(per_contact) == 24 and all(row[1:] == (3, "busy", "busy") for row in per_contact), per_contact
+    gaps = _query(db, """SELECT b.created_at - a.ended_at FROM attempts a JOIN attempts b
+                         ON a.contact_id = b.contact_id AND b.seq = a.seq + 1""")
+    assert min(g for (g,) in gaps) >= 1.0  # never before the retry delay
+    assert _query(db, "SELECT sip_code, COUNT(*) FROM call_records GROUP BY sip_code") == [(486, 72)]
+
+
+def test_ctrl_c_pauses_after_the_calls_in_progress_and_a_rerun_resumes(sipp, tmp_path: Path) -> None:
+    port = sipp("uas_answer", "-d", "3000", "-m", "500", "-l", "100")
+    dialplan = _dialplan(tmp_path, port)
+    db = tmp_path / "pause.db"
+    first = subprocess.Popen(_run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (db.exists() and _open_attempts(db) >= 4):
+            assert first.poll() is None and time.monotonic() < deadline, "the run never got calls up"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 3, output[-2000:]  # paused
+    assert "paused: run the same command again to resume" in output
+    states = dict(_query(db, "SELECT state, COUNT(*) FROM attempts GROUP BY state"))
+    assert set(states) == {"ended"}, states  # the calls in progress finished; none was cut off
+    assert _query(db, "SELECT COUNT(*) FROM contacts WHERE status = 'pending'")[0][0] > 0
+    second = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout[-2000:]
+    assert _query(db, "SELECT status, COUNT(*), SUM(attempts) FROM contacts GROUP BY status") == [("done", 24, 24)]
+
+
+def _open_attempts(db: Path) -> int:
+    try:
+        return _query(db, "SELECT COUNT(*) FROM attempts WHERE state IN ('created', 'dialling')")[0][0]
+    except sqlite3.OperationalError:
+        return 0

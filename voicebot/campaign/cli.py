@@ -38,6 +38,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from voicebot.campaign.runner import CampaignRun, RunOptions  # pjsua2 and the models: only for this command
     from voicebot.dialplan import load_dialplan
+    from voicebot.logs import log_to_file
 
     out = Console(stderr=False)
     db = args.db
@@ -45,6 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         db = Path("campaigns") / f"{_safe_name(load_dialplan(args.dialplan).dialplan.campaign.name)}.db"
     run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
                                  bind_address=args.bind, grace_s=args.grace))
+    log_to_file(db.with_suffix(".log"))
+    out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
         run.prepare()
         _print_import(run, out)

@@ -168,8 +168,10 @@ class CampaignRun:
                 if not self._in_flight:
                     if self._pause.is_set() or self._stop.is_set():
                         break
-                    if store.next_due_at() is None:
+                    next_due = store.next_due_at()
+                    if next_due is None:
                         break  # every contact is done (or on the DNC list)
+                    self._note_waiting(next_due)
                 event = pool.next_event(o.poll_s)
                 if event is not None:
                     self._on_event(event.event, event.worker_id)
@@ -177,6 +179,12 @@ class CampaignRun:
         self.progress.state = "finished" if done else "paused"
         store.set_state("state", self.progress.state)
         return store.summary()
+
+    def _note_waiting(self, next_due: float) -> None:
+        wait_s = next_due - self.clock()
+        if wait_s > 1:
+            at = datetime.fromtimestamp(next_due, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            self.progress.note = f"waiting: next call at {at} (calling window or retry delay)"
 
     def pause(self) -> None:
         """Dial nothing new; let calls in progress finish. A second pause ends them now."""

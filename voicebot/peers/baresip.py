@@ -64,6 +64,15 @@ def _free_sip_port() -> int:
 
 
 @dataclass(frozen=True)
+class Account:
+    """One more person on the same baresip: a user (e.g. a number) with its own voice, or one who never answers."""
+
+    user: str
+    play: Path | None = None  # None: the peer's own WAV
+    answer: bool = True  # False: it rings until the caller gives up
+
+
+@dataclass(frozen=True)
 class Recording:
     """One call's audio as a peer saw it: what it heard (decoded) and what it sent (encoded)."""
 
@@ -80,6 +89,7 @@ class BaresipPeer:
     play: Path
     codecs: tuple[str, ...] = ("g711",)  # baresip codec modules: g711, g722, opus
     tls_certificate: Path | None = None  # PEM with key and certificate: SIP over TLS on sip_port + 1
+    accounts: tuple[Account, ...] = ()  # more users on this baresip, each with its own WAV
     sip_port: int = 0
     ctrl_port: int = 0
     log: list[str] = field(default_factory=list)
@@ -110,7 +120,7 @@ class BaresipPeer:
         self.ctrl_port = self.ctrl_port or _free_port(socket.SOCK_STREAM)
         self._source = self._source_wav()
         (self.home / "config").write_text(self._config(), encoding="utf-8")
-        (self.home / "accounts").write_text(f"<sip:{self.name}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto\n", encoding="utf-8")
+        (self.home / "accounts").write_text(self._accounts(), encoding="utf-8")
         out = open(self.home / "baresip.log", "wb")  # noqa: SIM115 - the process owns it until stop()
         self._proc = subprocess.Popen([exe, "-f", str(self.home)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         out.close()
@@ -192,14 +202,27 @@ class BaresipPeer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _source_wav(self) -> Path:
+    def uri_of(self, user: str) -> str:
+        return f"sip:{user}@127.0.0.1:{self.sip_port}"
+
+    def _accounts(self) -> str:
+        lines = [f"<{self.uri}>;regint=0;answermode=auto"]
+        for i, account in enumerate(self.accounts):
+            line = f"<{self.uri_of(account.user)}>;regint=0;answermode={'auto' if account.answer else 'manual'}"
+            if account.play is not None:
+                line += f";audio_source=aufile,{self._source_wav(account.play, f'play-{i}.wav')}"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def _source_wav(self, play: Path | None = None, name: str = "play.wav") -> Path:
         # aufile refuses a WAV whose rate differs from the codec's (G.722: 16 kHz): convert a copy
+        play = play or self.play
         rate = _CODEC_RATES.get(self.codecs[0], 8000)
-        with wave.open(str(self.play)) as w:
+        with wave.open(str(play)) as w:
             if w.getframerate() == rate and w.getnchannels() == 1:
-                return self.play
-        pcm, source_rate = read_wav(self.play)
-        converted = self.home / "play.wav"
+                return play
+        pcm, source_rate = read_wav(play)
+        converted = self.home / name
         write_wav(converted, resample(pcm, source_rate, rate), rate)
         return converted
 

@@ -186,3 +186,23 @@ def _open_attempts(db: Path) -> int:
         return _query(db, "SELECT COUNT(*) FROM attempts WHERE state IN ('created', 'dialling')")[0][0]
     except sqlite3.OperationalError:
         return 0
+
+
+def test_outside_the_calling_window_nothing_is_dialled_and_contacts_wait_for_it(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    opens = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    closes = opens + timedelta(hours=1)
+    text = (DATA / "campaign.yaml").read_text().replace(
+        'calling_window: {start: "00:00", end: "24:00", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}',
+        f'calling_window: {{start: "{opens:%H:%M}", end: "{closes:%H:%M}", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}}')
+    dialplan = tmp_path / "closed.yaml"
+    dialplan.write_text(text)
+    db = tmp_path / "closed.db"
+    done = subprocess.run(_run_cmd(dialplan, db) + ["--until-idle"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "nothing more is due now" in done.stdout
+    assert _query(db, "SELECT COUNT(*) FROM attempts") == [(0,)]
+    waits = {round(at) for (at,) in _query(db, "SELECT next_at FROM contacts")}
+    assert waits == {round(opens.timestamp())}, (waits, opens)

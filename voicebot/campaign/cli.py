@@ -27,6 +27,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
     r.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
     r.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after Ctrl-C")
+    r.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries and calling windows wait for the next run)")
+    r.add_argument("--ignore-calling-window", action="store_true", help="dial at any hour: for a local test PBX only, never real people")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="write a campaign's attempts and results")
@@ -44,8 +46,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     db = args.db
     if db is None:
         db = Path("campaigns") / f"{_safe_name(load_dialplan(args.dialplan).dialplan.campaign.name)}.db"
+    if args.ignore_calling_window:
+        out.print("[bold red]--ignore-calling-window: dialling at any hour (a local test PBX only)[/]")
     run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
-                                 bind_address=args.bind, grace_s=args.grace))
+                                 bind_address=args.bind, grace_s=args.grace, until_idle=args.until_idle,
+                                 ignore_calling_window=args.ignore_calling_window))
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
@@ -58,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_summary(run, summary, out)
     finally:
         run.close()
-    return 0 if run.progress.state == "finished" else 3  # 3: paused, run again to resume
+    return 3 if run.progress.state == "paused" else 0  # 3: paused, run again to resume
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -112,8 +117,10 @@ def _print_summary(run: CampaignRun, summary: dict, out: Console) -> None:
     out.print(table)
     keys = ("contacts", "pending", "done", "dnc", "attempts")
     out.print("  ".join(f"{k}: {summary.get(k, 0)}" for k in keys))
-    if run.progress.state != "finished":
+    if run.progress.state == "paused":
         out.print("paused: run the same command again to resume")
+    elif run.progress.state == "idle":
+        out.print("nothing more is due now (retries or calling windows later): run the same command again then")
 
 
 class _LiveView:

@@ -58,6 +58,8 @@ class RunOptions:
     concurrency: int | None = None  # overrides campaign.max_concurrent_calls
     bind_address: str = "127.0.0.1"
     grace_s: float = 120.0  # after Ctrl-C, how long calls in progress may go on
+    until_idle: bool = False  # stop once nothing is due now, instead of waiting for retries and calling windows
+    ignore_calling_window: bool = False  # demos and tests on a local PBX only: never against real people
     poll_s: float = 0.1
 
     def __post_init__(self) -> None:
@@ -171,12 +173,16 @@ class CampaignRun:
                     next_due = store.next_due_at()
                     if next_due is None:
                         break  # every contact is done (or on the DNC list)
+                    if o.until_idle and next_due > self.clock():
+                        break  # retries and calling windows are for a later run
                     self._note_waiting(next_due)
                 event = pool.next_event(o.poll_s)
                 if event is not None:
                     self._on_event(event.event, event.worker_id)
-        done = not (self._pause.is_set() or self._stop.is_set())
-        self.progress.state = "finished" if done else "paused"
+        if self._pause.is_set() or self._stop.is_set():
+            self.progress.state = "paused"
+        else:
+            self.progress.state = "finished" if store.next_due_at() is None else "idle"
         store.set_state("state", self.progress.state)
         return store.summary()
 
@@ -217,7 +223,7 @@ class CampaignRun:
         now = self.clock()
         now_dt = datetime.fromtimestamp(now, timezone.utc)
         for contact in self.store.due(now, limit=free * 4):
-            opens = next_window_start(now_dt, contact_zone(contact.timezone, window), window)
+            opens = now_dt if self.options.ignore_calling_window else next_window_start(now_dt, contact_zone(contact.timezone, window), window)
             if opens > now_dt:
                 self.store.defer(contact.id, opens.timestamp())  # outside its calling window: come back when it opens
                 continue

@@ -27,20 +27,17 @@ $(STAMP): pyproject.toml | apt
 	$(BIN)/pip install -q -e '.[dev,models]'
 	touch $@
 
-# The main job. Until telephony lands it runs the demo dialplan's scripted
-# conversations in text, then one whole call in voice without SIP: the customer
-# (espeak-ng) answers over a simulated phone line, the bot (Piper) listens with
-# PocketSphinx. Later it becomes a real campaign against a simulated PBX.
+# The main job: a real campaign on this machine. A simulated PBX on 127.0.0.1 (a
+# SIP router and a baresip with one account per contact, each playing its
+# persona's spoken answers; sales operators behind a transfer) takes the calls of
+# `voicebot run dialplans/demo_en.yaml` on dialplans/demo_contacts.csv; then the
+# outcome of every persona is printed. The store, log, records and recordings
+# are in build/demo/campaign*.
 DEMO_DIR := build/demo
-DEMO_ANSWERS := "yes, sure" "we keep them in a spreadsheet" "yes, why not" "the second one" "yes"
 demo: setup
 	$(BIN)/voicebot validate dialplans/*.yaml
-	$(BIN)/voicebot test-script --show dialplans/tests/demo_en.yaml
-	@rm -rf $(DEMO_DIR)/answers && mkdir -p $(DEMO_DIR)/answers
-	@i=1; for answer in $(DEMO_ANSWERS); do \
-	  espeak-ng -v en-us -w $(DEMO_DIR)/answers/0$$i.wav "$$answer"; i=$$((i+1)); done
-	$(BIN)/voicebot simulate dialplans/demo_en.yaml --audio $(DEMO_DIR)/answers --phone-line 20 \
-	  --out $(DEMO_DIR)/call --cache $(DEMO_DIR)/prompts --contact first_name=Anna --contact "company=Northwind Traders"
+	$(BIN)/voicebot test-script dialplans/tests/demo_en.yaml
+	$(BIN)/python -m voicebot.peers.demo dialplans/demo_en.yaml dialplans/demo_contacts.csv --out $(DEMO_DIR)/campaign
 
 # pytest exits non-zero when it collects no test, so an empty run fails loudly.
 test: setup

@@ -90,6 +90,7 @@ class BaresipPeer:
     codecs: tuple[str, ...] = ("g711",)  # baresip codec modules: g711, g722, opus
     tls_certificate: Path | None = None  # PEM with key and certificate: SIP over TLS on sip_port + 1
     accounts: tuple[Account, ...] = ()  # more users on this baresip, each with its own WAV
+    max_calls: int = 64  # per user; beyond it baresip answers 486 "Max Calls" (its default is 4)
     sip_port: int = 0
     ctrl_port: int = 0
     log: list[str] = field(default_factory=list)
@@ -240,6 +241,7 @@ class BaresipPeer:
             f"audio_srate {rate}",
             f"audio_channels {channels}",
             "rtp_timeout 0",
+            f"call_max_calls {self.max_calls}",
             f"module_path {MODULES_DIR}",
             *codec_modules,
             "module aufile.so",

@@ -15,6 +15,7 @@ the peer stays on the line until the bot has said goodbye and hung up.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,22 @@ class CustomerTrack:
 
 
 def speak(text: str, fmt: AudioFormat, voice: str = "en-us", snr_db: float | None = 25.0, seed: int = 0) -> list[bytes]:
-    """One answer in an espeak-ng voice, over a simulated phone line (8 kHz μ-law with noise)."""
-    pcm, rate = EspeakTts(voice).synthesize(text, 16000), 16000
+    """One answer over a simulated phone line (8 kHz μ-law with noise): an espeak-ng voice ("en-us"),
+    or a Piper voice written "piper:<name>" (e.g. "piper:en_US-joe-medium")."""
+    if voice.startswith("piper:"):
+        pcm, rate = _piper(voice.split(":", 1)[1]).synthesize(text, 16000), 16000
+    else:
+        pcm, rate = EspeakTts(voice).synthesize(text, 16000), 16000
     if snr_db is not None:
         pcm, rate = telephone(pcm, rate, snr_db, seed), 8000
     return list(split_frames(resample(pcm, rate, fmt.rate_hz), fmt))
+
+
+@functools.lru_cache(maxsize=4)
+def _piper(name: str):  # noqa: ANN202 - loaded once per voice
+    from voicebot.speech.piper_tts import PiperTts
+
+    return PiperTts(name)
 
 
 def script_customer(

@@ -301,12 +301,7 @@ class MediaWorker:
         if leg.answered_at is None:
             leg.cancel = leg.cancel or cancel
         leg.hangup_by = "local"
-        if leg.port is not None:
-            leg.call.disconnect_port(leg.port)
-        try:
-            leg.call.hangup(pj.CallOpParam(True))
-        except pj.Error:
-            pass  # already terminating: DISCONNECTED follows either way
+        _end_call(leg.call, leg.port)
 
     def _check_timers(self, now: float) -> None:
         for leg in list(self._legs.values()):
@@ -567,12 +562,7 @@ class MediaWorker:
         h = leg.handoff
         if h is None or h.operator is None or h.operator_down:
             return
-        if h.operator_port is not None:
-            h.operator.disconnect_port(h.operator_port)
-        try:
-            h.operator.hangup(pj.CallOpParam(True))
-        except pj.Error:
-            pass  # already terminating: DISCONNECTED follows either way
+        _end_call(h.operator, h.operator_port)
 
     # -- media ---------------------------------------------------------------------------------------
 
@@ -617,6 +607,16 @@ class MediaWorker:
 
     def _emit(self, event: WorkerEvent) -> None:
         self._events.put(event)
+
+
+def _end_call(call: DialCall, port: MediaPort | None) -> None:
+    """Unlink our port from the call, then hang it up (SIP-owner thread)."""
+    if port is not None:
+        call.disconnect_port(port)
+    try:
+        call.hangup(pj.CallOpParam(True))
+    except pj.Error:
+        pass  # already terminating: DISCONNECTED follows either way
 
 
 def _operator_gone(leg: _Leg) -> bool:

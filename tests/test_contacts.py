@@ -366,3 +366,14 @@ def test_dnc_single_column_csv_and_xlsx(tmp_path: Path) -> None:
     assert load_dnc(xlsx_path, "US", phone_column="number") == ({"+14155550123"}, [])
     with pytest.raises(ContactsError, match=r"missing column 'phone'"):
         load_dnc(xlsx_path, "US")
+
+
+def test_command_line_columns_override_the_dialplans_mapping() -> None:
+    from voicebot.campaign.runner import contacts_mapping
+    from voicebot.config import ContactsImport
+
+    base = ContactsImport(phone="phone", columns={"first_name": "First name", "company": "Company"})
+    mapped = contacts_mapping(base, {"phone": "Telefon", "company": "Firma", "tags": "Labels"})
+    assert (mapped.phone, mapped.tags) == ("Telefon", "Labels")
+    assert mapped.columns == {"first_name": "First name", "company": "Firma"}
+    assert base.phone == "phone"  # the dialplan's own mapping is left as it was

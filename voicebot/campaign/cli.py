@@ -22,6 +22,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a campaign: import contacts, dial, talk, record every result (Ctrl-C pauses)")
     r.add_argument("dialplan", type=Path)
     r.add_argument("--contacts", type=Path, help="CSV or XLSX to import (again on a rerun: known numbers are kept as they are)")
+    r.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER",
+                   help="which column holds a field (repeatable): phone=Telefon, first_name='First name', tags=Labels")
     r.add_argument("--db", type=Path, help="the campaign's store (default: campaigns/<campaign name>.db)")
     r.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
     r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
@@ -40,17 +42,24 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from voicebot.campaign.runner import CampaignRun, RunOptions  # pjsua2 and the models: only for this command
     from voicebot.dialplan import load_dialplan
+    from voicebot.errors import VoicebotError
     from voicebot.logs import log_to_file
 
     out = Console(stderr=False)
     db = args.db
     if db is None:
         db = Path("campaigns") / f"{_safe_name(load_dialplan(args.dialplan).dialplan.campaign.name)}.db"
+    columns = {}
+    for pair in args.column:
+        key, sep, header = pair.partition("=")
+        if not sep or not key.strip() or not header.strip():
+            raise VoicebotError(f"--column '{pair}': write FIELD=HEADER, e.g. phone=Telefon", code="bad-argument")
+        columns[key.strip()] = header.strip()
     if args.ignore_calling_window:
         out.print("[bold red]--ignore-calling-window: dialling at any hour (a local test PBX only)[/]")
     run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
                                  bind_address=args.bind, grace_s=args.grace, until_idle=args.until_idle,
-                                 ignore_calling_window=args.ignore_calling_window))
+                                 ignore_calling_window=args.ignore_calling_window, columns=columns))
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:

@@ -33,6 +33,7 @@ import structlog
 from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
+from voicebot.config import ContactsImport
 from voicebot.dialplan import LoadedDialplan, load_dialplan
 from voicebot.speech.prompt_cache import PromptCache, prerender
 from voicebot.speech.tts import make_tts
@@ -60,6 +61,7 @@ class RunOptions:
     grace_s: float = 120.0  # after Ctrl-C, how long calls in progress may go on
     until_idle: bool = False  # stop once nothing is due now, instead of waiting for retries and calling windows
     ignore_calling_window: bool = False  # demos and tests on a local PBX only: never against real people
+    columns: dict[str, str] = field(default_factory=dict)  # --column: field -> header, over campaign.contacts
     poll_s: float = 0.1
 
     def __post_init__(self) -> None:
@@ -116,7 +118,8 @@ class CampaignRun:
         for attempt_id in self.recovered:
             _log.warning("attempt_interrupted", attempt_id=attempt_id, why="the previous run ended while it was in progress")
         if o.contacts is not None:
-            self.imported = load_contacts(o.contacts, campaign.contacts, campaign.default_region, campaign.contact_fields)
+            mapping = contacts_mapping(campaign.contacts, o.columns)
+            self.imported = load_contacts(o.contacts, mapping, campaign.default_region, campaign.contact_fields)
             store.add_contacts(self.imported.contacts)
         if campaign.contacts.dnc_file:
             dnc_path = Path(campaign.contacts.dnc_file)
@@ -308,6 +311,17 @@ class CampaignRun:
         self.progress.outcomes[result.outcome] += 1
         _log.info("attempt_ended", attempt_id=attempt.id, phone=attempt.phone, outcome=result.outcome, sip_code=result.sip_code,
                   talk_ms=result.talk_ms, retry_at=retry)
+
+
+_MAPPING_KEYS = ("phone", "tags", "priority", "timezone", "region")
+
+
+def contacts_mapping(base: ContactsImport, columns: dict[str, str]) -> ContactsImport:
+    """The dialplan's column mapping with command-line overrides: phone/tags/priority/timezone/region
+    name those columns, any other key maps a contact field to a column."""
+    special = {k: v for k, v in columns.items() if k in _MAPPING_KEYS}
+    fields = {**base.columns, **{k: v for k, v in columns.items() if k not in _MAPPING_KEYS}}
+    return base.model_copy(update={**special, "columns": fields})
 
 
 def _read_json(path: Path) -> dict | None:

@@ -249,6 +249,8 @@ class _Header:
         message = f"{self.path}: missing column {wanted}; the columns are: {', '.join(named) or '(none)'}"
         if any(_looks_like_number(cell) for cell in named):
             message += " (the first row looks like data: the file needs a header row)"
+        else:
+            message += " (map columns in the dialplan's campaign.contacts, or with voicebot run --column FIELD=HEADER)"
         raise ContactsError(message)
 
     def _suggest(self, name: str) -> str:

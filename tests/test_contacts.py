@@ -210,6 +210,7 @@ def test_missing_phone_column_names_the_file_and_the_closest_header() -> None:
         load_contacts(path, ContactsImport(), "US")
     assert str(info.value) == (
         f"{path}: missing column 'phone' (did you mean 'Phone Number'?); the columns are: Phone Number, Name"
+        " (map columns in the dialplan's campaign.contacts, or with voicebot run --column FIELD=HEADER)"
     )
 
 

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
-APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base sip-tester baresip-core
+APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base sip-tester baresip-core mosquitto
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -29,6 +29,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
     r.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
     r.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after Ctrl-C")
+    bus = r.add_mutually_exclusive_group()
+    bus.add_argument("--broker", metavar="URL", help="publish events to this MQTT broker: mqtt://[user@]host[:port] "
+                     "(password from $VOICEBOT_MQTT_PASSWORD); default: a private mosquitto on 127.0.0.1")
+    bus.add_argument("--no-broker", action="store_true", help="keep events in the store only")
     r.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries and calling windows wait for the next run)")
     r.add_argument("--ignore-calling-window", action="store_true", help="dial at any hour: for a local test PBX only, never real people")
     r.set_defaults(func=cmd_run)
@@ -59,7 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print("[bold red]--ignore-calling-window: dialling at any hour (a local test PBX only)[/]")
     run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
                                  bind_address=args.bind, grace_s=args.grace, until_idle=args.until_idle,
-                                 ignore_calling_window=args.ignore_calling_window, columns=columns))
+                                 ignore_calling_window=args.ignore_calling_window, columns=columns,
+                                 broker=None if args.no_broker else (args.broker or "")))
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
@@ -159,13 +164,13 @@ class _LiveView:
             self._live.update(self._table())
         else:
             p = run.progress
-            self.out.print(f"[{p.state}] dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
+            self.out.print(f"[{p.state}]{_bus_note(run)} dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
                            f"({p.per_minute():.1f}/min); " + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
                            highlight=False)
 
     def _table(self) -> Table:
         p = self.run.progress
-        table = Table(title=f"{self.run.loaded.dialplan.campaign.name} [{p.state}] {p.note}")
+        table = Table(title=f"{self.run.loaded.dialplan.campaign.name} [{p.state}] {p.note}{_bus_note(self.run)}")
         for column in ("dialled", "answered", "in call", "ended", "calls/min"):
             table.add_column(column, justify="right")
         table.add_row(str(p.dialled), str(p.answered), str(p.in_call), str(p.ended), f"{p.per_minute():.1f}")
@@ -176,3 +181,12 @@ class _LiveView:
         grid.add_row(table)
         grid.add_row(outcomes)
         return grid
+
+
+def _bus_note(run: CampaignRun) -> str:
+    pub = run.publisher
+    if pub is None:
+        return ""
+    if pub.connected:
+        return f" bus: {pub.published} events out"
+    return f" bus: unreachable, {pub.backlog} events waiting in the store"

@@ -18,6 +18,7 @@ Ctrl-C, or SIGTERM, ends them now). Running again resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import structlog
 
+from voicebot.bus.broker import BrokerSettings, EmbeddedBroker
+from voicebot.bus.outbox import OutboxPublisher
 from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
@@ -62,6 +65,7 @@ class RunOptions:
     until_idle: bool = False  # stop once nothing is due now, instead of waiting for retries and calling windows
     ignore_calling_window: bool = False  # demos and tests on a local PBX only: never against real people
     columns: dict[str, str] = field(default_factory=dict)  # --column: field -> header, over campaign.contacts
+    broker: str | None = ""  # events go out over MQTT: a URL, "" for a private mosquitto, None for none
     poll_s: float = 0.1
 
     def __post_init__(self) -> None:
@@ -104,6 +108,7 @@ class CampaignRun:
         self._pause = threading.Event()
         self._stop = threading.Event()
         self._paused_at: float | None = None
+        self.publisher: OutboxPublisher | None = None
 
     # -- before dialling ---------------------------------------------------------------------------
 
@@ -152,7 +157,7 @@ class CampaignRun:
         store.set_state("state", "running")
         self.progress.state = "running"
         bucket = TokenBucket(campaign.calls_per_second)
-        with WorkerPool(settings, concurrency) as pool:
+        with self._bus(campaign.name), WorkerPool(settings, concurrency) as pool:
             self.progress.note = f"{pool.workers} media workers"
             while True:
                 self._take_events(pool)
@@ -188,6 +193,30 @@ class CampaignRun:
             self.progress.state = "finished" if store.next_due_at() is None else "idle"
         store.set_state("state", self.progress.state)
         return store.summary()
+
+    @contextlib.contextmanager
+    def _bus(self, campaign: str):  # noqa: ANN202
+        """Events out over MQTT for the run's length; at the end, what is still stored goes out (10 s at most)."""
+        o = self.options
+        if o.broker is None:
+            yield None
+            return
+        embedded = None
+        if o.broker == "":
+            stem = o.db.with_suffix("")
+            embedded = EmbeddedBroker(stem.parent / f"{stem.name}.mqtt").start()
+            settings = embedded.settings
+        else:
+            settings = BrokerSettings.from_url(o.broker)
+        self.publisher = OutboxPublisher(self.store, campaign, settings).start()
+        try:
+            yield self.publisher
+        finally:
+            if not self.publisher.flush(10.0):
+                _log.warning("events_not_published", backlog=self.publisher.backlog, why="the broker is unreachable; they stay in the store")
+            self.publisher.stop()
+            if embedded is not None:
+                embedded.stop()
 
     def _note_waiting(self, next_due: float) -> None:
         wait_s = next_due - self.clock()
@@ -268,7 +297,9 @@ class CampaignRun:
             self.store.add_event("handoff.requested", attempt_id, event.context, now)
         elif isinstance(event, Ended) and attempt_id in self._in_flight:
             attempt = self._in_flight.pop(attempt_id)
-            self._finish(attempt, self._result(event), now)
+            result = self._result(event)
+            self._conversation_events(attempt_id, result, now)
+            self._finish(attempt, result, now)
         elif isinstance(event, DialFailed) and attempt_id in self._in_flight:
             attempt = self._in_flight.pop(attempt_id)
             result = AttemptResult(outcome="not_dialled", reason=f"{event.code}: {event.message}")
@@ -296,6 +327,15 @@ class CampaignRun:
             recording=str(wav) if wav.is_file() else None,
             record=record,
         )
+
+    def _conversation_events(self, attempt_id: str, result: AttemptResult, now: float) -> None:
+        # from the call's record, so they come after the call (live per-turn events: a later step)
+        assert self.store is not None
+        for node in result.path:
+            self.store.add_event("call.node_entered", attempt_id, {"node": node}, now)
+        for turn in (result.record or {}).get("turns", []):
+            self.store.add_event("call.utterance", attempt_id, {"node": turn.get("node", ""), "text": turn.get("text", ""),
+                                                               "confidence": turn.get("confidence")}, now)
 
     def _finish(self, attempt: Attempt, result: AttemptResult, now: float, retry: float | None = None) -> None:
         assert self.store is not None and self.loaded is not None

@@ -698,6 +698,10 @@ class CampaignStore:
             ).fetchall()
         return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
+    def unpublished_count(self) -> int:
+        with self._read() as c:
+            return c.execute("SELECT COUNT(*) FROM events WHERE published = 0").fetchone()[0]
+
     def mark_published(self, event_ids: Iterable[int]) -> None:
         with self._tx() as c:
             c.executemany("UPDATE events SET published = 1 WHERE id = ?", [(i,) for i in event_ids])

@@ -1,0 +1,128 @@
+"""Which MQTT broker to use, and a private mosquitto when none is configured.
+
+``mqtt://[user@]host[:port]`` (or ``mqtts://`` for TLS, port 8883 by
+default); the password comes from the environment (``VOICEBOT_MQTT_PASSWORD``)
+and is never printed: ``BrokerSettings`` shows it as ``***``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import signal
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from voicebot.errors import VoicebotError
+
+PASSWORD_ENV = "VOICEBOT_MQTT_PASSWORD"
+
+
+class BrokerError(VoicebotError):
+    code = "broker-error"
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str, environ: dict[str, str] | None = None) -> BrokerSettings:
+        env = os.environ if environ is None else environ
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BrokerError(f"'{url}' is not a broker URL: write mqtt://host[:port] or mqtts://user@host[:port]", code="broker-url")
+        if parts.password:
+            raise BrokerError(f"a broker password is never written in a URL: put it in ${PASSWORD_ENV}", code="broker-url")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise BrokerError(f"'{url}': the port is not a number", code="broker-url") from None
+        username = unquote(parts.username) if parts.username else None
+        return cls(parts.hostname, port, username, env.get(PASSWORD_ENV) if username else None, tls)
+
+    def __str__(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def _die_with_parent() -> None:
+    # a private broker must not outlive a run that was killed (kill -9 leaves no time to stop it)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedBroker:
+    """A private mosquitto on 127.0.0.1 (a free port), for a run with no broker configured."""
+
+    def __init__(self, workdir: Path, port: int = 0, persistence: bool = False) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.persistence = persistence
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def settings(self) -> BrokerSettings:
+        return BrokerSettings("127.0.0.1", self.port)
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedBroker:
+        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if exe is None:
+            raise BrokerError("mosquitto is not installed (Debian mosquitto; `make setup` installs it)", code="broker-missing")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",  # 127.0.0.1 only, and private to this run
+            f"persistence {'true' if self.persistence else 'false'}",
+            # stay the user we are: started as root, mosquitto switches to its own user, which drops the death signal
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+        ]
+        if self.persistence:
+            lines.append(f"persistence_location {self.workdir}/")
+        conf.write_text("\n".join(lines) + "\n")
+        log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - the process owns it
+        self._proc = subprocess.Popen([exe, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"mosquitto exited with {self._proc.returncode}: see {self.workdir / 'mosquitto.log'}", code="broker-start")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s} s", code="broker-start")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._proc = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,99 @@
+"""The durable outbox: events are written to the campaign store first and published from there.
+
+A thread with its own asyncio loop reads the store's unpublished events in id
+order, publishes each at QoS 1 (``publish`` returns once the broker has
+acknowledged it) and only then marks it published. While the broker is down
+the campaign keeps dialling and the events wait in the store (``backlog``);
+on reconnect they go out in order. A crash between the broker's ack and the
+mark sends that one event again: delivery is at least once, and ``seq`` lets
+consumers drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+
+import aiomqtt
+import structlog
+
+from voicebot.bus.broker import BrokerSettings
+from voicebot.bus.schema import event_topic, make_event
+from voicebot.campaign.store import CampaignStore
+
+_log = structlog.get_logger("voicebot.bus")
+_IDLE_S = 0.1  # how often an idle publisher looks for new events
+_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+class OutboxPublisher:
+    def __init__(self, store: CampaignStore, campaign: str, broker: BrokerSettings) -> None:
+        self.store = store
+        self.campaign = campaign
+        self.broker = broker
+        self.connected = False
+        self.published = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="outbox", daemon=True)
+
+    def start(self) -> OutboxPublisher:
+        self._thread.start()
+        return self
+
+    @property
+    def backlog(self) -> int:
+        return self.store.unpublished_count()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every stored event is published (or the timeout); True if none is left."""
+        deadline = time.monotonic() + timeout_s
+        while self.backlog and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.backlog == 0
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                async with self._client() as client:
+                    if not self.connected:
+                        _log.info("broker_connected", broker=str(self.broker))
+                    self.connected, failures = True, 0
+                    await self._publish_until_stopped(client)
+            except aiomqtt.MqttError as e:
+                if self.connected or failures == 0:
+                    _log.warning("broker_unreachable", broker=str(self.broker), error=str(e), backlog=self.backlog)
+                self.connected, self.last_error = False, str(e)
+                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                failures += 1
+
+    async def _publish_until_stopped(self, client: aiomqtt.Client) -> None:
+        while not self._stop.is_set():
+            batch = self.store.unpublished_events(200)
+            if not batch:
+                await asyncio.sleep(_IDLE_S)
+                continue
+            for stored in batch:
+                event = make_event(stored.kind, self.campaign, stored.id, stored.ts, stored.attempt_id, stored.payload)
+                await client.publish(event_topic(self.campaign, stored.kind), event.model_dump_json(), qos=1)
+                self.store.mark_published([stored.id])  # only once the broker has it
+                self.published += 1
+
+    def _client(self) -> aiomqtt.Client:
+        b = self.broker
+        return aiomqtt.Client(
+            hostname=b.host,
+            port=b.port,
+            username=b.username,
+            password=b.password,
+            identifier=f"voicebot-outbox-{self.campaign}",
+            tls_context=ssl.create_default_context() if b.tls else None,
+            timeout=5,
+        )

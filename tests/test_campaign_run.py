@@ -206,3 +206,28 @@ def test_outside_the_calling_window_nothing_is_dialled_and_contacts_wait_for_it(
     assert _query(db, "SELECT COUNT(*) FROM attempts") == [(0,)]
     waits = {round(at) for (at,) in _query(db, "SELECT next_at FROM contacts")}
     assert waits == {round(opens.timestamp())}, (waits, opens)
+
+
+def test_sigterm_ends_the_calls_in_progress_at_once_and_records_them_as_stopped(sipp, tmp_path: Path) -> None:
+    port = sipp("uas_answer", "-d", "20000", "-m", "500", "-l", "100")  # calls that would last 20 s
+    dialplan = _dialplan(tmp_path, port)
+    db = tmp_path / "stop.db"
+    run = subprocess.Popen(_run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (db.exists() and _open_attempts(db) >= 4):
+            assert run.poll() is None and time.monotonic() < deadline, "the run never got calls up"
+            time.sleep(0.05)
+        time.sleep(1.0)  # answered by now
+        stopped_at = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+        took_s = time.monotonic() - stopped_at
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 3, output[-2000:]
+    assert took_s < 15  # not the 20 s the calls would have lasted
+    ended = _query(db, "SELECT state, outcome FROM attempts")
+    assert ended and all(state == "ended" for state, _ in ended), ended
+    assert {outcome for _, outcome in ended} == {"stopped"}, ended  # hung up by the dialer, recorded as such

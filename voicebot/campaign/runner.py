@@ -157,13 +157,15 @@ class CampaignRun:
         store.set_state("state", "running")
         self.progress.state = "running"
         bucket = TokenBucket(campaign.calls_per_second)
+        hung_up: set[str] = set()
         with self._bus(campaign.name), WorkerPool(settings, concurrency) as pool:
             self.progress.note = f"{pool.workers} media workers"
             while True:
                 self._take_events(pool)
                 if self._stop.is_set():
-                    for attempt_id in list(self._in_flight):
-                        pool.hangup(attempt_id)
+                    for attempt_id in self._in_flight.keys() - hung_up:
+                        pool.hangup(attempt_id)  # its Ended (outcome stopped) comes back like any other
+                        hung_up.add(attempt_id)
                     if self._paused_at is None:
                         self._paused_at = time.monotonic()
                 elif self._pause.is_set():

@@ -160,12 +160,8 @@ def test_ctrl_c_pauses_after_the_calls_in_progress_and_a_rerun_resumes(sipp, tmp
     port = sipp("uas_answer", "-d", "3000", "-m", "500", "-l", "100")
     dialplan = _dialplan(tmp_path, port)
     db = tmp_path / "pause.db"
-    first = subprocess.Popen(_run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = _run_with_calls_up(dialplan, db, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while not (db.exists() and _open_attempts(db) >= 4):
-            assert first.poll() is None and time.monotonic() < deadline, "the run never got calls up"
-            time.sleep(0.05)
         first.send_signal(signal.SIGINT)
         output, _ = first.communicate(timeout=60)
     finally:
@@ -179,6 +175,18 @@ def test_ctrl_c_pauses_after_the_calls_in_progress_and_a_rerun_resumes(sipp, tmp
     second = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stdout[-2000:]
     assert _query(db, "SELECT status, COUNT(*), SUM(attempts) FROM contacts GROUP BY status") == [("done", 24, 24)]
+
+
+def _run_with_calls_up(dialplan: Path, db: Path, cwd: Path) -> subprocess.Popen:
+    """`voicebot run` started, once it has at least 4 calls in progress (killed if it never gets there)."""
+    run = subprocess.Popen(_run_cmd(dialplan, db), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (db.exists() and _open_attempts(db) >= 4):
+        if run.poll() is not None or time.monotonic() > deadline:
+            run.kill()
+            raise AssertionError(f"the run never got calls up: {run.communicate()[0][-2000:]}")
+        time.sleep(0.05)
+    return run
 
 
 def _open_attempts(db: Path) -> int:
@@ -212,12 +220,8 @@ def test_sigterm_ends_the_calls_in_progress_at_once_and_records_them_as_stopped(
     port = sipp("uas_answer", "-d", "20000", "-m", "500", "-l", "100")  # calls that would last 20 s
     dialplan = _dialplan(tmp_path, port)
     db = tmp_path / "stop.db"
-    run = subprocess.Popen(_run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = _run_with_calls_up(dialplan, db, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while not (db.exists() and _open_attempts(db) >= 4):
-            assert run.poll() is None and time.monotonic() < deadline, "the run never got calls up"
-            time.sleep(0.05)
         time.sleep(1.0)  # answered by now
         stopped_at = time.monotonic()
         run.send_signal(signal.SIGTERM)

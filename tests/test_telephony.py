@@ -61,6 +61,11 @@ def test_a_call_we_abandon_before_answer_is_worker_lost() -> None:
     assert outcomes.unanswered(487, "Request Terminated", got_response=True, cancel=LocalCancel.ABANDONED).outcome == "worker_lost"
 
 
+def test_a_call_the_manager_hangs_up_before_answer_is_stopped() -> None:
+    stopped = outcomes.unanswered(487, "Request Terminated", got_response=True, cancel=LocalCancel.STOPPED)
+    assert (stopped.outcome, stopped.reason) == ("stopped", "ended by the dialer before answer")
+
+
 def test_the_sip_outcomes_are_system_outcomes() -> None:
     from voicebot.config import SYSTEM_OUTCOMES
 

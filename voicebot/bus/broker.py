@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from voicebot.errors import VoicebotError
+from voicebot.processes import wait_listening
 
 PASSWORD_ENV = "VOICEBOT_MQTT_PASSWORD"
 
@@ -99,16 +100,12 @@ class EmbeddedBroker:
         self._proc = subprocess.Popen([exe, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                       preexec_fn=_die_with_parent)
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BrokerError(f"mosquitto exited with {self._proc.returncode}: see {self.workdir / 'mosquitto.log'}", code="broker-start")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+        if wait_listening(self._proc, self.port, timeout_s):
+            return self
+        code = self._proc.poll()
         self.stop()
+        if code is not None:
+            raise BrokerError(f"mosquitto exited with {code}: see {self.workdir / 'mosquitto.log'}", code="broker-start")
         raise BrokerError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s} s", code="broker-start")
 
     def stop(self) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from voicebot.audio.frames import read_wav, write_wav
 from voicebot.audio.resample import resample
 from voicebot.errors import VoicebotError
+from voicebot.processes import wait_listening
 
 MODULES_DIR = Path("/usr/lib/baresip/modules")
 _CODEC_RATES = {"g711": 8000, "g722": 16000, "opus": 48000}
@@ -125,16 +126,12 @@ class BaresipPeer:
         out = open(self.home / "baresip.log", "wb")  # noqa: SIM115 - the process owns it until stop()
         self._proc = subprocess.Popen([exe, "-f", str(self.home)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         out.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise PeerError(f"baresip {self.name} exited with {self._proc.returncode}: {self._log_tail()}", code="peer-start")
-            try:
-                with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+        if wait_listening(self._proc, self.ctrl_port, timeout_s):
+            return self
+        code = self._proc.poll()
         self.stop()
+        if code is not None:
+            raise PeerError(f"baresip {self.name} exited with {code}: {self._log_tail()}", code="peer-start")
         raise PeerError(f"baresip {self.name} did not open its control port within {timeout_s} s: {self._log_tail()}", code="peer-start")
 
     def command(self, command: str, params: str = "", timeout_s: float = 5.0) -> dict:

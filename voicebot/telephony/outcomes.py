@@ -34,7 +34,8 @@ class LocalCancel(Enum):
     """Why we, not the far end, ended an unanswered call."""
 
     RING_TIMEOUT = "ring_timeout"
-    ABANDONED = "abandoned"  # the manager hung up or the worker is shutting down
+    ABANDONED = "abandoned"  # the worker is shutting down
+    STOPPED = "stopped"  # the manager hung up (a campaign stopping)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def unanswered(sip_code: int | None, reason: str, *, got_response: bool, cancel:
         return CallOutcome(TRUNK_ERROR, None, "no response from the trunk before the ring timeout")
     if cancel is LocalCancel.ABANDONED:
         return CallOutcome(WORKER_LOST, code, "cancelled by the worker before answer")
+    if cancel is LocalCancel.STOPPED:
+        return CallOutcome("stopped", code, "ended by the dialer before answer")
     if code == 408 and not got_response:
         return CallOutcome(TRUNK_ERROR, code, f"no response from the trunk ({reason})")
     # Anything unlisted (3xx not followed, 401/403/407 auth, 488 codecs, 5xx,

@@ -259,7 +259,7 @@ class MediaWorker:
             if isinstance(command, Dial):
                 self._dial(command)
             elif isinstance(command, Hangup):
-                self._hang_up(command.attempt_id, LocalCancel.ABANDONED)
+                self._hang_up(command.attempt_id, LocalCancel.STOPPED)
         self._take_notices()
         self._check_timers(time.monotonic())
         self._reap()

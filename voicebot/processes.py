@@ -1,0 +1,21 @@
+"""Helpers for the local helper processes the project starts (mosquitto, baresip)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+
+def wait_listening(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:
+    """Until ``proc`` accepts TCP connections on 127.0.0.1:``port``: True; False if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False

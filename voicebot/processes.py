@@ -1,4 +1,4 @@
-"""Helpers for the local helper processes the project starts (mosquitto, baresip)."""
+"""Helpers for the local processes the project starts (mosquitto, baresip): wait for them, end them."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ def wait_listening(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def end_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> int | None:
+    """Ask ``proc`` to exit (SIGTERM), kill it if it does not within ``timeout_s``; its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
+    return proc.returncode

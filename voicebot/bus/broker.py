@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from voicebot.errors import VoicebotError
-from voicebot.processes import wait_listening
+from voicebot.processes import end_process, wait_listening
 
 PASSWORD_ENV = "VOICEBOT_MQTT_PASSWORD"
 
@@ -109,13 +109,8 @@ class EmbeddedBroker:
         raise BrokerError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s} s", code="broker-start")
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
+        if self._proc is not None:
+            end_process(self._proc)
         self._proc = None
 
     def __enter__(self) -> EmbeddedBroker:

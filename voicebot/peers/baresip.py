@@ -29,7 +29,7 @@ from pathlib import Path
 from voicebot.audio.frames import read_wav, write_wav
 from voicebot.audio.resample import resample
 from voicebot.errors import VoicebotError
-from voicebot.processes import wait_listening
+from voicebot.processes import end_process, wait_listening
 
 MODULES_DIR = Path("/usr/lib/baresip/modules")
 _CODEC_RATES = {"g711": 8000, "g722": 16000, "opus": 48000}
@@ -184,14 +184,7 @@ class BaresipPeer:
     def stop(self) -> int | None:
         if self._proc is None:
             return None
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        code, self._proc = self._proc.returncode, None
+        code, self._proc = end_process(self._proc), None
         return code
 
     def __enter__(self) -> BaresipPeer:

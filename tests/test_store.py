@@ -353,7 +353,7 @@ def test_late_result_does_not_override_a_newer_attempt_in_flight(store: Campaign
 
 _CHILD = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from voicebot.campaign.store import AttemptResult, CampaignStore
 
     store = CampaignStore.open(sys.argv[1], "crash")
@@ -363,14 +363,23 @@ _CHILD = textwrap.dedent(
         now = time.time()
         for contact in store.due(now, 10):
             attempt = store.start_attempt(contact.id, now)
-            print("started", attempt.id, flush=True)  # "acting on" the attempt: it must be in the file by now
+            # one write() per line, so a kill never leaves half a line in the pipe
+            os.write(1, f"started {attempt.id}\\n".encode())  # "acting on" it: it must be in the file by now
             store.mark_dialling(attempt.id, 1, now)
             store.add_event("call.dialled", attempt.id, {"worker_id": 1}, now)
             result = AttemptResult(outcome="busy", sip_code=486, path=["greet", "pitch"], slots={"n": attempt.seq})
             store.finish_attempt(attempt.id, result, now, retry_at=now)
-            print("ended", attempt.id, flush=True)
+            os.write(1, f"ended {attempt.id}\\n".encode())
     """
 )
+
+
+def _note_child_line(line: str, started: set[str], ended: set[str]) -> None:
+    assert line.endswith("\n"), f"a torn line from the child: {line!r}"
+    kind, _, attempt_id = line.strip().partition(" ")
+    if kind != "ready":
+        assert attempt_id, f"a line without an attempt id: {line!r}"
+        {"started": started, "ended": ended}[kind].add(attempt_id)
 
 
 def _run_child_until_killed(script: Path, db: Path, ended_before_kill: int) -> tuple[set[str], set[str]]:
@@ -386,15 +395,13 @@ def _run_child_until_killed(script: Path, db: Path, ended_before_kill: int) -> t
             line = proc.stdout.readline()
             assert line, f"the child exited early ({proc.wait()}): {proc.stderr.read()}"
             assert time.monotonic() < deadline, "the child is too slow"
-            kind, _, attempt_id = line.strip().partition(" ")
-            {"started": started, "ended": ended, "ready": set()}[kind].add(attempt_id)
+            _note_child_line(line, started, ended)
         time.sleep(random.uniform(0, 0.01))  # land the kill at an arbitrary point of the loop
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # only the child this test started, by its pid
         proc.wait(timeout=10)
-    for line in proc.stdout.read().splitlines():  # what it printed before dying
-        kind, _, attempt_id = line.strip().partition(" ")
-        {"started": started, "ended": ended, "ready": set()}[kind].add(attempt_id)
+    for line in proc.stdout.read().splitlines(keepends=True):  # what it printed before dying
+        _note_child_line(line, started, ended)
     proc.stdout.close()
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL

@@ -240,6 +240,9 @@ def test_a_handoff_carries_the_context_holds_the_customer_and_falls_back_on_fail
     report = session.report(0)
     assert report.handoff["contact"]["first_name"] == "Anna" and report.handoff["briefing"] == briefing
     assert report.handoff["transcript"][1] == {"speaker": "customer", "text": "how much does it cost"}
+    # the engine's decision on what was heard is in the record, for script analytics
+    assert report.decisions[0]["node"] == "greeting" and report.decisions[0]["text"] == "how much does it cost"
+    assert report.decisions[0]["result"] in ("intent", "global") and report.decisions[0]["intent"]
     if ok:
         assert session.result_outcome == "handoff" and session.engine.path == ["greeting", "handoff_buying"]
     else:

@@ -20,7 +20,7 @@ import time
 from collections import deque
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
@@ -204,6 +204,9 @@ class CallReport:
     events: list[dict]
     transcript: list[dict]  # who said what, in order
     handoff: dict | None = None  # the context handed to the operator, and how it went
+    # what the script engine made of each thing the person did (intent, score, no_match, no_input...):
+    # the record script analytics read
+    decisions: list[dict] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
@@ -686,4 +689,8 @@ class CallSession:
             handoff = self._handoff.context()
             if self._handoff_result is not None:
                 handoff.update(ok=self._handoff_result.ok, reason=self._handoff_result.reason)
-        return CallReport(self.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events, transcript, handoff)
+        decisions = [asdict(t) for t in res.turns]
+        return CallReport(
+            self.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events, transcript,
+            handoff, decisions,
+        )

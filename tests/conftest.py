@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
+import sqlite3
 import struct
 import subprocess
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +174,34 @@ def heard_at(haystack: bytes, needle: bytes, rate_hz: int = 8000, chunk_s: float
     n = int(rate_hz * chunk_s)
     at, _ = locate(haystack, needle[2 * first : 2 * (first + n)], rate_hz)
     return at - first / rate_hz
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def group_alive(pgid: int) -> list[int]:
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(entry.name))
+    return alive
+
+
+def invites_by_attempt(trace: Path) -> dict[str, set[str]]:
+    """attempt id -> the Call-IDs of the INVITEs that carried it (retransmissions share one)."""
+    calls: dict[str, set[str]] = defaultdict(set)
+    for message in trace.read_text(errors="replace").split("\n\n"):
+        if re.search(r"^INVITE sip:", message, re.M):
+            attempt = re.search(r"^X-Voicebot-Attempt:\s*(\S+)", message, re.M)
+            call_id = re.search(r"^Call-ID:\s*(\S+)", message, re.M | re.I)
+            if attempt and call_id:
+                calls[attempt.group(1)].add(call_id.group(1))
+    return calls

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +18,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import pytest
+from conftest import group_alive, invites_by_attempt, query
 
 DATA = Path(__file__).parent / "data" / "campaign"
 
@@ -32,37 +31,6 @@ def _dialplan(tmp_path: Path, port: int) -> Path:
 
 def _run_cmd(dialplan: Path, db: Path) -> list[str]:
     return [sys.executable, "-m", "voicebot.cli", "run", str(dialplan), "--contacts", str(DATA / "contacts.csv"), "--db", str(db)]
-
-
-def _query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def _group_alive(pgid: int) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(entry.name))
-    return alive
-
-
-def _invites_by_attempt(trace: Path) -> dict[str, set[str]]:
-    """attempt id -> the Call-IDs of the INVITEs that carried it (retransmissions share one)."""
-    calls: dict[str, set[str]] = defaultdict(set)
-    for message in trace.read_text(errors="replace").split("\n\n"):
-        if re.search(r"^INVITE sip:", message, re.M):
-            attempt = re.search(r"^X-Voicebot-Attempt:\s*(\S+)", message, re.M)
-            call_id = re.search(r"^Call-ID:\s*(\S+)", message, re.M | re.I)
-            if attempt and call_id:
-                calls[attempt.group(1)].add(call_id.group(1))
-    return calls
 
 
 def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(sipp, tmp_path: Path, capsys) -> None:
@@ -81,7 +49,7 @@ def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(
             assert time.monotonic() < deadline, "the first run never reached mid-campaign"
             if db.exists():
                 try:
-                    states = dict(_query(db, "SELECT state, COUNT(*) FROM attempts GROUP BY state"))
+                    states = dict(query(db, "SELECT state, COUNT(*) FROM attempts GROUP BY state"))
                 except sqlite3.OperationalError:
                     states = {}
                 if states.get("ended", 0) >= 6 and states.get("dialling", 0) + states.get("created", 0) >= 2:
@@ -91,24 +59,24 @@ def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(
         first.wait(timeout=10)
         # its model host and media workers see their pipes close and exit by themselves
         deadline = time.monotonic() + 20
-        while _group_alive(first.pid) and time.monotonic() < deadline:
+        while group_alive(first.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        orphans = _group_alive(first.pid)
+        orphans = group_alive(first.pid)
     finally:
         if first.poll() is None:
             first.kill()
-        for pid in _group_alive(first.pid):
+        for pid in group_alive(first.pid):
             os.kill(pid, signal.SIGKILL)  # processes of the run this test started
     assert not orphans, f"processes of the killed run still alive after 20 s: {orphans}"
-    open_before = _query(db, "SELECT id FROM attempts WHERE state IN ('created', 'dialling')")
+    open_before = query(db, "SELECT id FROM attempts WHERE state IN ('created', 'dialling')")
     assert open_before, "the kill found no call in progress"
 
     # second run: resumes and finishes
     second = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
 
-    contacts = _query(db, "SELECT id, phone, status, attempts FROM contacts")
-    attempts = _query(db, "SELECT id, contact_id, seq, state, outcome FROM attempts ORDER BY contact_id, seq")
+    contacts = query(db, "SELECT id, phone, status, attempts FROM contacts")
+    attempts = query(db, "SELECT id, contact_id, seq, state, outcome FROM attempts ORDER BY contact_id, seq")
     by_contact = defaultdict(list)
     for a in attempts:
         by_contact[a[1]].append(a)
@@ -124,7 +92,7 @@ def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(
     assert interrupted == {row[0] for row in open_before}
 
     # at the far end: no attempt id was ever dialled twice; every ended attempt was dialled once
-    invites = _invites_by_attempt(trace)
+    invites = invites_by_attempt(trace)
     assert all(len(call_ids) == 1 for call_ids in invites.values()), {a: c for a, c in invites.items() if len(c) > 1}
     ended = {a[0] for a in attempts if a[3] == "ended"}
     assert ended <= set(invites)
@@ -148,12 +116,12 @@ def test_busy_numbers_are_retried_by_the_policy_until_max_attempts(sipp, tmp_pat
     db = tmp_path / "busy.db"
     done = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    per_contact = _query(db, "SELECT contact_id, COUNT(*), MIN(outcome), MAX(outcome) FROM attempts GROUP BY contact_id")
+    per_contact = query(db, "SELECT contact_id, COUNT(*), MIN(outcome), MAX(outcome) FROM attempts GROUP BY contact_id")
     assert len(per_contact) == 24 and all(row[1:] == (3, "busy", "busy") for row in per_contact), per_contact
-    gaps = _query(db, """SELECT b.created_at - a.ended_at FROM attempts a JOIN attempts b
+    gaps = query(db, """SELECT b.created_at - a.ended_at FROM attempts a JOIN attempts b
                          ON a.contact_id = b.contact_id AND b.seq = a.seq + 1""")
     assert min(g for (g,) in gaps) >= 1.0  # never before the retry delay
-    assert _query(db, "SELECT sip_code, COUNT(*) FROM call_records GROUP BY sip_code") == [(486, 72)]
+    assert query(db, "SELECT sip_code, COUNT(*) FROM call_records GROUP BY sip_code") == [(486, 72)]
 
 
 def test_ctrl_c_pauses_after_the_calls_in_progress_and_a_rerun_resumes(sipp, tmp_path: Path) -> None:
@@ -169,12 +137,12 @@ def test_ctrl_c_pauses_after_the_calls_in_progress_and_a_rerun_resumes(sipp, tmp
             first.kill()
     assert first.returncode == 3, output[-2000:]  # paused
     assert "paused: run the same command again to resume" in output
-    states = dict(_query(db, "SELECT state, COUNT(*) FROM attempts GROUP BY state"))
+    states = dict(query(db, "SELECT state, COUNT(*) FROM attempts GROUP BY state"))
     assert set(states) == {"ended"}, states  # the calls in progress finished; none was cut off
-    assert _query(db, "SELECT COUNT(*) FROM contacts WHERE status = 'pending'")[0][0] > 0
+    assert query(db, "SELECT COUNT(*) FROM contacts WHERE status = 'pending'")[0][0] > 0
     second = subprocess.run(_run_cmd(dialplan, db), cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stdout[-2000:]
-    assert _query(db, "SELECT status, COUNT(*), SUM(attempts) FROM contacts GROUP BY status") == [("done", 24, 24)]
+    assert query(db, "SELECT status, COUNT(*), SUM(attempts) FROM contacts GROUP BY status") == [("done", 24, 24)]
 
 
 def _run_with_calls_up(dialplan: Path, db: Path, cwd: Path) -> subprocess.Popen:
@@ -191,7 +159,7 @@ def _run_with_calls_up(dialplan: Path, db: Path, cwd: Path) -> subprocess.Popen:
 
 def _open_attempts(db: Path) -> int:
     try:
-        return _query(db, "SELECT COUNT(*) FROM attempts WHERE state IN ('created', 'dialling')")[0][0]
+        return query(db, "SELECT COUNT(*) FROM attempts WHERE state IN ('created', 'dialling')")[0][0]
     except sqlite3.OperationalError:
         return 0
 
@@ -211,8 +179,8 @@ def test_outside_the_calling_window_nothing_is_dialled_and_contacts_wait_for_it(
     done = subprocess.run(_run_cmd(dialplan, db) + ["--until-idle"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "nothing more is due now" in done.stdout
-    assert _query(db, "SELECT COUNT(*) FROM attempts") == [(0,)]
-    waits = {round(at) for (at,) in _query(db, "SELECT next_at FROM contacts")}
+    assert query(db, "SELECT COUNT(*) FROM attempts") == [(0,)]
+    waits = {round(at) for (at,) in query(db, "SELECT next_at FROM contacts")}
     assert waits == {round(opens.timestamp())}, (waits, opens)
 
 
@@ -232,6 +200,6 @@ def test_sigterm_ends_the_calls_in_progress_at_once_and_records_them_as_stopped(
             run.kill()
     assert run.returncode == 3, output[-2000:]
     assert took_s < 15  # not the 20 s the calls would have lasted
-    ended = _query(db, "SELECT state, outcome FROM attempts")
+    ended = query(db, "SELECT state, outcome FROM attempts")
     assert ended and all(state == "ended" for state, _ in ended), ended
     assert {outcome for _, outcome in ended} == {"stopped"}, ended  # hung up by the dialer, recorded as such

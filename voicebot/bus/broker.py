@@ -1,8 +1,10 @@
 """Which MQTT broker to use, and a private mosquitto when none is configured.
 
 ``mqtt://[user@]host[:port]`` (or ``mqtts://`` for TLS, port 8883 by
-default); the password comes from the environment (``VOICEBOT_MQTT_PASSWORD``)
-and is never printed: ``BrokerSettings`` shows it as ``***``.
+default, with ``?ca=FILE`` for a private CA and ``&cert=FILE&key=FILE`` for a
+client certificate); the password comes from the environment
+(``VOICEBOT_MQTT_PASSWORD``) and is never printed: ``BrokerSettings`` shows it
+as ``***``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import pwd
 import signal
 import shutil
 import socket
+import ssl
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiomqtt
 
 from voicebot.errors import VoicebotError
 from voicebot.processes import end_process, wait_listening
@@ -36,6 +40,9 @@ class BrokerSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     tls: bool = False
+    ca_file: str | None = None  # trust this CA (a private broker's) instead of the system's
+    cert_file: str | None = None  # a client certificate, for brokers that authenticate by it
+    key_file: str | None = None
 
     @classmethod
     def from_url(cls, url: str, environ: dict[str, str] | None = None) -> BrokerSettings:
@@ -51,11 +58,38 @@ class BrokerSettings:
         except ValueError:
             raise BrokerError(f"'{url}': the port is not a number", code="broker-url") from None
         username = unquote(parts.username) if parts.username else None
-        return cls(parts.hostname, port, username, env.get(PASSWORD_ENV) if username else None, tls)
+        options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        unknown = sorted(options.keys() - {"ca", "cert", "key"})
+        if unknown:
+            raise BrokerError(f"'{url}': unknown option {unknown[0]!r} (known: ca, cert, key)", code="broker-url")
+        if options and not tls:
+            raise BrokerError(f"'{url}': ca/cert/key are TLS options: write mqtts://", code="broker-url")
+        if ("cert" in options) != ("key" in options):
+            raise BrokerError(f"'{url}': a client certificate needs both cert= and key=", code="broker-url")
+        for name, path in options.items():
+            if not Path(path).is_file():
+                raise BrokerError(f"'{url}': {name} file {path} does not exist", code="broker-url")
+        password = env.get(PASSWORD_ENV) if username else None
+        return cls(parts.hostname, port, username, password, tls, options.get("ca"), options.get("cert"), options.get("key"))
+
+    def client(self, identifier: str, *, will: aiomqtt.Will | None = None, clean_session: bool = True,
+               keepalive_s: int = 10) -> aiomqtt.Client:
+        """An aiomqtt client for this broker (MQTT 3.1.1, which every broker speaks)."""
+        tls_context = None
+        if self.tls:
+            tls_context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                tls_context.load_cert_chain(self.cert_file, self.key_file)
+        return aiomqtt.Client(
+            hostname=self.host, port=self.port, username=self.username, password=self.password,
+            identifier=identifier, will=will, clean_session=clean_session, keepalive=keepalive_s,
+            tls_context=tls_context, timeout=5,
+        )
 
     def __str__(self) -> str:
         user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+        query = "&".join(f"{k}={v}" for k, v in (("ca", self.ca_file), ("cert", self.cert_file), ("key", self.key_file)) if v)
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}{'?' + query if query else ''}"
 
 
 def _die_with_parent() -> None:

@@ -12,7 +12,6 @@ consumers drop the duplicate.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import threading
 import time
 
@@ -87,13 +86,4 @@ class OutboxPublisher:
                 self.published += 1
 
     def _client(self) -> aiomqtt.Client:
-        b = self.broker
-        return aiomqtt.Client(
-            hostname=b.host,
-            port=b.port,
-            username=b.username,
-            password=b.password,
-            identifier=f"voicebot-outbox-{self.campaign}",
-            tls_context=ssl.create_default_context() if b.tls else None,
-            timeout=5,
-        )
+        return self.broker.client(f"voicebot-outbox-{self.campaign}")

@@ -93,9 +93,9 @@ def make_event(kind: str, campaign: str, seq: int, ts: float, attempt_id: str | 
 
 
 def event_topic(campaign: str, kind: str) -> str:
-    return f"{TOPIC_ROOT}/{_segment(campaign)}/events/{kind}"
+    return f"{TOPIC_ROOT}/{topic_segment(campaign)}/events/{kind}"
 
 
-def _segment(name: str) -> str:
+def topic_segment(name: str) -> str:
     # MQTT wildcards and separators cannot appear inside one topic level
     return "".join("_" if ch in "/+#" else ch for ch in name) or "_"

@@ -33,9 +33,23 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     bus.add_argument("--broker", metavar="URL", help="publish events to this MQTT broker: mqtt://[user@]host[:port] "
                      "(password from $VOICEBOT_MQTT_PASSWORD); default: a private mosquitto on 127.0.0.1")
     bus.add_argument("--no-broker", action="store_true", help="keep events in the store only")
+    r.add_argument("--workers", choices=("local", "remote"), default="local",
+                   help="local: media workers in this process (default); remote: calls go over --broker to `voicebot worker`s")
     r.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries and calling windows wait for the next run)")
     r.add_argument("--ignore-calling-window", action="store_true", help="dial at any hour: for a local test PBX only, never real people")
     r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("worker", help="take a campaign's calls from the broker on this host (for `voicebot run --workers remote`)")
+    w.add_argument("dialplan", type=Path, help="the same dialplan file as the manager's (compared by digest)")
+    w.add_argument("--broker", metavar="URL", required=True,
+                   help="mqtt://[user@]host[:port] or mqtts://... (password from $VOICEBOT_MQTT_PASSWORD)")
+    w.add_argument("--name", default="", help="this worker's name on the broker (default: <hostname>-<pid>)")
+    w.add_argument("--calls", type=int, default=8, help="calls this host takes at once (default 8)")
+    w.add_argument("--work-dir", type=Path, default=Path("worker"), help="prompts and call records (default ./worker)")
+    w.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
+    w.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
+    w.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after SIGTERM/Ctrl-C")
+    w.set_defaults(func=cmd_worker)
 
     e = sub.add_parser("export", help="write a campaign's attempts and results")
     e.add_argument("db", type=Path)
@@ -64,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
                                  bind_address=args.bind, grace_s=args.grace, until_idle=args.until_idle,
                                  ignore_calling_window=args.ignore_calling_window, columns=columns,
-                                 broker=None if args.no_broker else (args.broker or "")))
+                                 broker=None if args.no_broker else (args.broker or ""), workers=args.workers))
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
@@ -78,6 +92,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         run.close()
     return 3 if run.progress.state == "paused" else 0  # 3: paused, run again to resume
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from voicebot.bus.broker import BrokerSettings
+    from voicebot.bus.worker_agent import BusWorker, BusWorkerOptions  # pjsua2 and the models: only for this command
+    from voicebot.errors import VoicebotError
+    from voicebot.logs import log_to_file
+
+    if args.calls < 1:
+        raise VoicebotError(f"--calls must be at least 1 (got {args.calls})", code="bad-argument")
+    options = BusWorkerOptions(args.dialplan, BrokerSettings.from_url(args.broker), args.work_dir, args.name, args.calls,
+                               args.models, args.bind, args.grace)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    log_to_file(args.work_dir / "worker.log")
+    worker = BusWorker(options)
+    worker.install_signal_handlers()
+    worker.prepare()
+    print(f"worker {options.name}: campaign '{worker.campaign}', {worker.capacity} calls, broker {options.broker}", flush=True)
+    worker.run()
+    print(f"worker {options.name}: stopped", flush=True)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

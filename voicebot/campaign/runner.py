@@ -31,7 +31,9 @@ from pathlib import Path
 
 import structlog
 
-from voicebot.bus.broker import BrokerSettings, EmbeddedBroker
+from voicebot.bus.broker import BrokerError, BrokerSettings, EmbeddedBroker
+from voicebot.bus.dispatch import RemoteWorkers, need_remote_broker
+from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
 from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
@@ -66,6 +68,8 @@ class RunOptions:
     ignore_calling_window: bool = False  # demos and tests on a local PBX only: never against real people
     columns: dict[str, str] = field(default_factory=dict)  # --column: field -> header, over campaign.contacts
     broker: str | None = ""  # events go out over MQTT: a URL, "" for a private mosquitto, None for none
+    workers: str = "local"  # local: media workers of this process; remote: `voicebot worker`s reached over the broker
+    wait_for_workers_s: float = 60.0  # remote: how long to wait for the first worker's heartbeat
     poll_s: float = 0.1
 
     def __post_init__(self) -> None:
@@ -158,8 +162,8 @@ class CampaignRun:
         self.progress.state = "running"
         bucket = TokenBucket(campaign.calls_per_second)
         hung_up: set[str] = set()
-        with self._bus(campaign.name), WorkerPool(settings, concurrency) as pool:
-            self.progress.note = f"{pool.workers} media workers"
+        with self._bus(campaign.name), self._workers(settings, concurrency) as pool:
+            self.progress.note = f"{pool.workers} media workers" + (" over the broker" if o.workers == "remote" else "")
             while True:
                 self._take_events(pool)
                 if self._stop.is_set():
@@ -219,6 +223,24 @@ class CampaignRun:
             self.publisher.stop()
             if embedded is not None:
                 embedded.stop()
+
+    @contextlib.contextmanager
+    def _workers(self, settings: WorkerSettings, concurrency: int):  # noqa: ANN202
+        o = self.options
+        if o.workers == "local":
+            with WorkerPool(settings, concurrency) as pool:
+                yield pool
+            return
+        assert self.loaded is not None and o.calls_dir is not None
+        broker = need_remote_broker(o.broker)
+        campaign = self.loaded.dialplan.campaign.name
+        with RemoteWorkers(campaign, broker, dialplan_digest(o.dialplan), concurrency, o.calls_dir).start() as remote:
+            self.progress.note = f"waiting for workers on {broker} (start `voicebot worker {o.dialplan} --broker URL`)"
+            if not remote.wait_for_workers(o.wait_for_workers_s):
+                raise BrokerError(f"no worker for campaign '{campaign}' on {broker} within {o.wait_for_workers_s:.0f} s: "
+                                  f"start `voicebot worker {o.dialplan} --broker URL` on a media host", code="no-workers")
+            _log.info("remote_workers", workers=remote.live_workers())
+            yield remote
 
     def _note_waiting(self, next_due: float) -> None:
         wait_s = next_due - self.clock()

@@ -188,6 +188,11 @@ class WorkerPool:
         with self._lock:
             return self._free_locked()
 
+    def calls(self) -> list[str]:
+        """Attempt ids of the calls in flight (queued, ringing or talking)."""
+        with self._lock:
+            return list(self._where)
+
     def pids(self) -> dict[int, int | None]:
         """worker id -> pid of every live worker."""
         with self._lock:

@@ -67,10 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     from voicebot.campaign.cli import register_cli as register_campaign_cli
+    from voicebot.report.cli import register_cli as register_report_cli
     from voicebot.speech.models import register_cli
 
     register_cli(sub)
     register_campaign_cli(sub)
+    register_report_cli(sub)
     return p
 
 

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
-APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base sip-tester baresip-core mosquitto
+APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base sip-tester baresip-core mosquitto shellcheck chromium
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -48,3 +48,10 @@ validate: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# The deployment files (docker-compose.yml, docker/, the Asterisk and mosquitto
+# configuration) checked without a Docker engine: `docker compose config`,
+# hadolint, shellcheck, and the Asterisk configuration read as Asterisk does.
+.PHONY: deploy-check
+deploy-check: setup
+	$(BIN)/python -m pytest -q tests/test_deploy.py

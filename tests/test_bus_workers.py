@@ -225,6 +225,10 @@ def test_two_workers_share_one_campaign_through_the_broker_only(cluster: _Cluste
     assert len(paths) == CONTACTS and all(json.loads(p)[0] == "greeting" for _, p in paths)
     calls_dir = cluster.db.with_suffix(".calls")
     assert all((calls_dir / f"{a[0]}.json").is_file() for a in attempts)
+    # the script's events came live, during the call (the calls last 4 s), not from the record at its end
+    greeted = dict(query(cluster.db, "SELECT attempt_id, MIN(ts) FROM events WHERE kind = 'call.node_entered' GROUP BY attempt_id"))
+    ended = dict(query(cluster.db, "SELECT attempt_id, ts FROM events WHERE kind = 'attempt.ended'"))
+    assert set(greeted) == set(ended) and all(greeted[a] < ended[a] - 2 for a in ended)
     print(f"\n  {CONTACTS} contacts over the broker: calls per worker {dict(by_worker)}")
 
 

@@ -266,3 +266,28 @@ def test_keys_go_out_after_the_prompt_before_them_not_after_the_next_one():
     bye_ms = 60 * len("Thank you, goodbye.")
     assert released_at is not None and menu_ms - 20 <= released_at <= menu_ms + 60  # with its last frame
     assert session.ended and ts >= menu_ms + bye_ms  # the goodbye still played in full
+
+
+def test_script_progress_is_handed_out_as_it_happens_once(graph):
+    """What the worker publishes live: nodes and decisions since the last take, each exactly once."""
+    lines = [CustomerLine(t, ms=1000) for t in ("yes sure", "we use a spreadsheet", "yes", "tuesday", "yes")]
+    asr = FakeAsr([line.text for line in lines])
+    session = CallSession(graph, asr, FakePrompts(), {"first_name": "Anna"}, SessionSettings.from_dialplan(graph),
+                          detector=FakeVoice())
+    taken: list[tuple[int, list[str], list[dict]]] = []
+    on_inbound = session.on_inbound
+
+    def inbound_then_take(frame, ts):  # as the worker's session thread does after every session call
+        on_inbound(frame, ts)
+        if session.progress_due:
+            taken.append((ts, *session.take_progress()))
+
+    session.on_inbound = inbound_then_take
+    Timeline(NARROWBAND, lines).run(session)
+    nodes = [n for _, chunk, _ in taken for n in chunk]
+    turns = [t for _, _, chunk in taken for t in chunk]
+    assert nodes == session.engine.path
+    assert [t["text"] for t in turns] == ["yes sure", "we use a spreadsheet", "yes", "tuesday", "yes"]
+    assert turns[0]["node"] == "greeting" and turns[0]["result"] in ("intent", "global")
+    assert len(taken) >= 5 and taken[0][0] < taken[-1][0] - 5000  # one take per answer, during the call
+    assert not session.progress_due and session.take_progress() == ([], [])

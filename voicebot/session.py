@@ -298,6 +298,7 @@ class CallSession:
         self.asr = asr
         self.prompts = prompts
         self.engine = ScriptEngine(graph, contact)
+        self._nodes_told = self._turns_told = 0  # what take_progress() has handed out
         self.playout = Playout(s.fmt)
         self.detector = detector or VoiceDetector(s.fmt, s.vad_aggressiveness, s.min_level_dbfs)
         self.segmenter = SpeechSegmenter(s.speech_start_ms, s.speech_end_ms, s.fmt.frame_ms)
@@ -342,6 +343,18 @@ class CallSession:
     def dtmf(self, digit: str, ts_ms: int) -> None:
         if not self.ended and self.outcome is None:
             self._execute(self.engine.handle(Dtmf(digit)), ts_ms)
+
+    @property
+    def progress_due(self) -> bool:
+        """The script entered a node or decided on something the person did since ``take_progress()``."""
+        return len(self.engine.path) > self._nodes_told or len(self.engine.turns) > self._turns_told
+
+    def take_progress(self) -> tuple[list[str], list[dict]]:
+        """Nodes entered and the engine's decisions since the last call: the call's live events."""
+        nodes = list(self.engine.path[self._nodes_told :])
+        turns = [asdict(t) for t in self.engine.turns[self._turns_told :]]
+        self._nodes_told, self._turns_told = len(self.engine.path), len(self.engine.turns)
+        return nodes, turns
 
     @property
     def handoff_due(self) -> bool:

@@ -46,6 +46,7 @@ from voicebot.telephony.messages import (
     HandoffRequested,
     Hangup,
     Ringing,
+    ScriptProgress,
 )
 
 HEARTBEAT_S = 1.0
@@ -53,7 +54,7 @@ LOST_AFTER_S = 4.0  # no heartbeat for this long (while the manager hears the br
 JOB_TTL_S = 30.0  # a Dial older than this is refused, never dialled late
 
 _COMMANDS = {cls.__name__: cls for cls in (Dial, Hangup)}
-_EVENTS = {cls.__name__: cls for cls in (Dialled, DialFailed, Ringing, Answered, DtmfIn, HandoffRequested, Ended)}
+_EVENTS = {cls.__name__: cls for cls in (Dialled, DialFailed, Ringing, Answered, DtmfIn, ScriptProgress, HandoffRequested, Ended)}
 
 
 class JobMessageError(VoicebotError):
@@ -157,6 +158,10 @@ def _build(topic: str, cls: type, body: dict) -> Any:
         except (TypeError, ValueError):
             raise JobMessageError(f"{topic}: a Dial whose contact is not a list of [field, value]") from None
         message = Dial(str(message.attempt_id), str(message.number), contact)
+    if isinstance(message, ScriptProgress):
+        if not isinstance(message.nodes, list) or not isinstance(message.turns, list):
+            raise JobMessageError(f"{topic}: a ScriptProgress whose nodes/turns are not lists")
+        message = ScriptProgress(message.attempt_id, tuple(map(str, message.nodes)), tuple(t for t in message.turns if isinstance(t, dict)))
     if not isinstance(getattr(message, "attempt_id", ""), str) or not message.attempt_id:
         raise JobMessageError(f"{topic}: a {cls.__name__} without an attempt id")
     return message

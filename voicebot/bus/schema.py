@@ -55,9 +55,14 @@ class AttemptInterrupted(_Data):
 
 
 class Utterance(_Data):
+    """Something the person did at a node, and what the script made of it."""
+
     node: str
-    text: str
+    kind: str = "heard"  # heard | silence | dtmf
+    text: str = ""
     confidence: float | None = None
+    intent: str | None = None
+    result: str = ""  # intent | global | capture | no_match | no_input | low_confidence
 
 
 class NodeEntered(_Data):

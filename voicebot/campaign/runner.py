@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +44,7 @@ from voicebot.speech.prompt_cache import PromptCache, prerender
 from voicebot.speech.tts import make_tts
 from voicebot.telephony.bot_session import BotSessions
 from voicebot.telephony.endpoint import EndpointSettings
-from voicebot.telephony.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing
+from voicebot.telephony.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
 from voicebot.telephony.pool import NoCapacity, TokenBucket, WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 
@@ -109,6 +109,7 @@ class CampaignRun:
         self.imported: ImportResult | None = None
         self.recovered: list[str] = []
         self._in_flight: dict[str, Attempt] = {}
+        self._live_progress: set[str] = set()  # attempts whose script events came live (none from the record then)
         self._pause = threading.Event()
         self._stop = threading.Event()
         self._paused_at: float | None = None
@@ -317,6 +318,9 @@ class CampaignRun:
         elif isinstance(event, Answered):
             self.progress.answered += 1
             self.store.add_event("call.answered", attempt_id, {"setup_ms": event.setup_ms}, now)
+        elif isinstance(event, ScriptProgress):
+            self._live_progress.add(attempt_id)
+            self._script_events(attempt_id, event.nodes, event.turns, now)
         elif isinstance(event, HandoffRequested):
             self.store.add_event("handoff.requested", attempt_id, event.context, now)
         elif isinstance(event, Ended) and attempt_id in self._in_flight:
@@ -353,13 +357,23 @@ class CampaignRun:
         )
 
     def _conversation_events(self, attempt_id: str, result: AttemptResult, now: float) -> None:
-        # from the call's record, so they come after the call (live per-turn events: a later step)
+        # a session that reports no live progress: its script's events from the record, after the call
+        if attempt_id in self._live_progress:
+            self._live_progress.discard(attempt_id)
+            return
+        self._script_events(attempt_id, result.path, (result.record or {}).get("decisions", []), now)
+
+    def _script_events(self, attempt_id: str, nodes: Iterable[str], turns: Iterable[dict], now: float) -> None:
         assert self.store is not None
-        for node in result.path:
+        for node in nodes:
             self.store.add_event("call.node_entered", attempt_id, {"node": node}, now)
-        for turn in (result.record or {}).get("turns", []):
-            self.store.add_event("call.utterance", attempt_id, {"node": turn.get("node", ""), "text": turn.get("text", ""),
-                                                               "confidence": turn.get("confidence")}, now)
+        for turn in turns:
+            if turn.get("kind") not in ("heard", "silence", "dtmf"):
+                continue  # e.g. a failed transfer: the script's own doing, not the person's
+            self.store.add_event("call.utterance", attempt_id, {
+                "node": turn.get("node", ""), "kind": turn.get("kind"), "text": turn.get("text", ""),
+                "confidence": turn.get("confidence"), "intent": turn.get("intent"), "result": turn.get("result", ""),
+            }, now)
 
     def _finish(self, attempt: Attempt, result: AttemptResult, now: float, retry: float | None = None) -> None:
         assert self.store is not None and self.loaded is not None

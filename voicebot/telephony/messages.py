@@ -84,6 +84,16 @@ class DtmfIn:
 
 
 @dataclass(frozen=True)
+class ScriptProgress:
+    """What the call's script did since the last one, as it happens: nodes entered, and the
+    engine's decision on each thing the person did (node, kind, text, confidence, intent, result)."""
+
+    attempt_id: str
+    nodes: tuple[str, ...]
+    turns: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
 class HandoffRequested:
     """The script hands the call to a person: the context the operator continues from
     (contact, transcript so far, the node reached, the target and mode)."""
@@ -115,4 +125,6 @@ class Stopped:
     pass
 
 
-WorkerEvent = Ready | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | HandoffRequested | Ended | Stopped
+WorkerEvent = (
+    Ready | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | ScriptProgress | HandoffRequested | Ended | Stopped
+)

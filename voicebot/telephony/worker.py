@@ -51,6 +51,7 @@ from voicebot.telephony.messages import (
     Hangup,
     Ready,
     Ringing,
+    ScriptProgress,
     Stop,
     Stopped,
     WorkerEvent,
@@ -202,6 +203,8 @@ class _SessionThread:
                     self._notices.put(("handoff", attempt_id, session.take_handoff()))
                 if getattr(session, "keys_due", None):
                     self._notices.put(("keys", attempt_id, session.take_keys()))
+                if getattr(session, "progress_due", False):
+                    self._notices.put(("progress", attempt_id, session.take_progress()))
             except Exception:  # one broken session must not stop the others
                 traceback.print_exc(file=sys.stderr)
             if session.ended and attempt_id not in reported:
@@ -348,6 +351,9 @@ class MediaWorker:
             elif kind == "keys":
                 if leg is not None:
                     self._queue_keys(leg, payload)
+            elif kind == "progress":
+                nodes, turns = payload
+                self._emit(ScriptProgress(attempt_id, tuple(nodes), tuple(turns)))
             elif kind == "operator-digit":
                 if leg is not None:
                     self._operator_digit(leg, payload)

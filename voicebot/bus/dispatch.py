@@ -130,6 +130,11 @@ class RemoteWorkers:
         with self._lock:
             return self._free_locked()
 
+    @property
+    def capacity(self) -> int:
+        with self._lock:
+            return sum(w.capacity for w in self._workers.values() if w.live)
+
     def live_workers(self) -> dict[str, dict]:
         with self._lock:
             return {w.name: {"serial": w.serial, "host": w.host, "pid": w.pid, "capacity": w.capacity, "calls": len(w.jobs)}

@@ -69,7 +69,37 @@ class NodeEntered(_Data):
     node: str
 
 
+class CampaignProgress(_Data):
+    """On every change of state and every 10 s while the run goes on."""
+
+    state: str  # running | held | pausing | stopping | paused | idle | finished
+    concurrency: int
+    dialled: int  # this run
+    answered: int
+    in_call: int
+    ended: int
+    per_minute: float
+    outcomes: dict[str, int]  # this run
+    contacts: int  # the whole campaign, from the store
+    pending: int
+    done: int
+    dnc: int
+
+
+class CampaignControl(_Data):
+    """What became of a command sent to ``voicebot/v1/<campaign>/control``."""
+
+    command: str | None  # None: the message was not a command (see detail)
+    ok: bool
+    detail: str
+    value: int | None = None
+    id: str = ""
+    by: str = ""
+
+
 DATA_MODELS: dict[str, type[_Data]] = {
+    "campaign.progress": CampaignProgress,
+    "campaign.control": CampaignControl,
     "call.dialled": CallDialled,
     "call.ringing": CallRinging,
     "call.answered": CallAnswered,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 import structlog
 
 from voicebot.bus.broker import BrokerError, BrokerSettings, EmbeddedBroker
+from voicebot.bus.control import ControlCommand, ControlListener, RefusedCommand
 from voicebot.bus.dispatch import RemoteWorkers, need_remote_broker
 from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
@@ -50,6 +52,7 @@ from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.campaign")
 
+PROGRESS_EVERY_S = 10.0
 _DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
 
 
@@ -114,6 +117,11 @@ class CampaignRun:
         self._stop = threading.Event()
         self._paused_at: float | None = None
         self.publisher: OutboxPublisher | None = None
+        self.control: ControlListener | None = None
+        self.concurrency = 0
+        self._held = False  # paused over MQTT: nothing new is dialled, the run waits for resume
+        self._progress_at: float | None = None
+        self._progress_state = ""
 
     # -- before dialling ---------------------------------------------------------------------------
 
@@ -151,7 +159,7 @@ class CampaignRun:
         o = self.options
         campaign = self.loaded.dialplan.campaign
         store = self.store
-        concurrency = o.concurrency or campaign.max_concurrent_calls
+        self.concurrency = concurrency = o.concurrency or campaign.max_concurrent_calls
         settings = WorkerSettings(
             campaign.trunk,
             BotSessions(o.dialplan, o.prompts_dir, o.models_dir, o.calls_dir),
@@ -167,6 +175,8 @@ class CampaignRun:
             self.progress.note = f"{pool.workers} media workers" + (" over the broker" if o.workers == "remote" else "")
             while True:
                 self._take_events(pool)
+                self._take_commands(pool)
+                self._report_progress()
                 if self._stop.is_set():
                     for attempt_id in self._in_flight.keys() - hung_up:
                         pool.hangup(attempt_id)  # its Ended (outcome stopped) comes back like any other
@@ -178,27 +188,31 @@ class CampaignRun:
                         self._paused_at = time.monotonic()
                     if time.monotonic() - self._paused_at > o.grace_s:
                         self._stop.set()  # the grace period is over: end the calls still going
-                else:
-                    self._dial_due(pool, bucket, concurrency)
+                elif not self._held:
+                    self._dial_due(pool, bucket, self.concurrency)
                 if on_tick is not None:
                     on_tick(self)
                 if not self._in_flight:
                     if self._pause.is_set() or self._stop.is_set():
                         break
                     next_due = store.next_due_at()
-                    if next_due is None:
+                    if self._held:
+                        self.progress.note = "held over MQTT: send resume to dial again"  # wait, even with nothing due
+                    elif next_due is None:
                         break  # every contact is done (or on the DNC list)
-                    if o.until_idle and next_due > self.clock():
+                    elif o.until_idle and next_due > self.clock():
                         break  # retries and calling windows are for a later run
-                    self._note_waiting(next_due)
+                    else:
+                        self._note_waiting(next_due)
                 event = pool.next_event(o.poll_s)
                 if event is not None:
                     self._on_event(event.event, event.worker_id)
-        if self._pause.is_set() or self._stop.is_set():
-            self.progress.state = "paused"
-        else:
-            self.progress.state = "finished" if store.next_due_at() is None else "idle"
-        store.set_state("state", self.progress.state)
+            if self._pause.is_set() or self._stop.is_set():
+                self.progress.state = "paused"
+            else:
+                self.progress.state = "finished" if store.next_due_at() is None else "idle"
+            store.set_state("state", self.progress.state)
+            self._report_progress(force=True)  # the run's last word, while the bus is still up
         return store.summary()
 
     @contextlib.contextmanager
@@ -216,9 +230,11 @@ class CampaignRun:
         else:
             settings = BrokerSettings.from_url(o.broker)
         self.publisher = OutboxPublisher(self.store, campaign, settings).start()
+        self.control = ControlListener(campaign, settings).start()
         try:
             yield self.publisher
         finally:
+            self.control.stop()
             if not self.publisher.flush(10.0):
                 _log.warning("events_not_published", backlog=self.publisher.backlog, why="the broker is unreachable; they stay in the store")
             self.publisher.stop()
@@ -268,6 +284,71 @@ class CampaignRun:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+    # -- control over MQTT and progress events --------------------------------------------------------------
+
+    def _take_commands(self, pool: WorkerPool | RemoteWorkers) -> None:
+        if self.control is None:
+            return
+        while True:
+            try:
+                command = self.control.commands.get_nowait()
+            except queue.Empty:
+                return
+            self._apply(command, pool)
+
+    def _apply(self, command: ControlCommand | RefusedCommand, pool: WorkerPool | RemoteWorkers) -> None:
+        assert self.store is not None
+        if isinstance(command, RefusedCommand):
+            record = {"command": None, "ok": False, "detail": command.error, "payload": command.payload}
+        else:
+            ok, detail = self._command(command, pool)
+            record = {"command": command.command, "value": command.value, "id": command.id, "by": command.by,
+                      "ok": ok, "detail": detail}
+        self.store.add_event("campaign.control", None, record, self.clock())
+        _log.info("control", **record)
+        self._report_progress(force=True)
+
+    def _command(self, command: ControlCommand, pool: WorkerPool | RemoteWorkers) -> tuple[bool, str]:
+        if command.command == "pause":
+            self._held = True
+            self.progress.state = "held"
+            return True, f"holding: nothing new is dialled; {len(self._in_flight)} calls in progress go on"
+        if command.command == "resume":
+            if self._stop.is_set():
+                return False, "the run is stopping: start it again to resume"
+            self._held = False
+            self._pause.clear()
+            self._paused_at = None
+            self.progress.state = "running"
+            return True, "dialling again"
+        if command.command == "stop":
+            self.stop()
+            return True, f"stopping: {len(self._in_flight)} calls in progress are ended now"
+        assert command.value is not None
+        self.concurrency = pool.concurrency = command.value
+        capacity = pool.capacity
+        if command.value > capacity:
+            return True, f"concurrency {command.value}, but the workers take {capacity} calls at once"
+        return True, f"concurrency {command.value}"
+
+    def _report_progress(self, force: bool = False) -> None:
+        """A campaign.progress event on every change of state and every PROGRESS_EVERY_S."""
+        assert self.store is not None
+        now = time.monotonic()
+        state = self.progress.state
+        due = self._progress_at is None or now - self._progress_at >= PROGRESS_EVERY_S or state != self._progress_state
+        if not (due or force):
+            return
+        self._progress_at, self._progress_state = now, state
+        p = self.progress
+        totals = self.store.summary()
+        self.store.add_event("campaign.progress", None, {
+            "state": state, "concurrency": self.concurrency, "dialled": p.dialled, "answered": p.answered,
+            "in_call": len(self._in_flight), "ended": p.ended, "per_minute": round(p.per_minute(), 2),
+            "outcomes": dict(p.outcomes), "contacts": totals["contacts"], "pending": totals["pending"],
+            "done": totals["done"], "dnc": totals["dnc"],
+        }, self.clock())
 
     # -- dialling ------------------------------------------------------------------------------------
 

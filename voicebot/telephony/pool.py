@@ -188,6 +188,12 @@ class WorkerPool:
         with self._lock:
             return self._free_locked()
 
+    @property
+    def capacity(self) -> int:
+        """Calls the live workers take at once (``concurrency`` may be set lower, never usefully higher)."""
+        with self._lock:
+            return sum(s.max_calls for s in self._slots if s.live)
+
     def calls(self) -> list[str]:
         """Attempt ids of the calls in flight (queued, ringing or talking)."""
         with self._lock:

@@ -48,6 +48,7 @@ class AttemptEnded(_Data):
     outcome: str
     sip_code: int | None = None
     talk_ms: int = 0
+    handoff: str = ""  # "" (none) | transferred | bridged | failed
 
 
 class AttemptInterrupted(_Data):

@@ -51,6 +51,14 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after SIGTERM/Ctrl-C")
     w.set_defaults(func=cmd_worker)
 
+    op = sub.add_parser("operator", help="a live operator's console: each call the bot hands over, with its context")
+    op.add_argument("--broker", metavar="URL", required=True,
+                    help="mqtt://[user@]host[:port] or mqtts://... (password from $VOICEBOT_MQTT_PASSWORD)")
+    op.add_argument("--campaign", default=None, help="only this campaign's handoffs (default: every campaign)")
+    op.add_argument("--exit-after", type=int, default=None, metavar="N",
+                    help="quit once N handoffs were shown and their calls ended (scripts and tests)")
+    op.set_defaults(func=cmd_operator)
+
     e = sub.add_parser("export", help="write a campaign's attempts and results")
     e.add_argument("db", type=Path)
     e.add_argument("--csv", type=Path, required=True, help="output file ('-' for stdout)")
@@ -112,6 +120,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"worker {options.name}: campaign '{worker.campaign}', {worker.capacity} calls, broker {options.broker}", flush=True)
     worker.run()
     print(f"worker {options.name}: stopped", flush=True)
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from voicebot.bus.broker import BrokerSettings
+    from voicebot.bus.operator_console import OperatorConsole
+
+    console = OperatorConsole(BrokerSettings.from_url(args.broker), args.campaign, Console(), args.exit_after)
+    try:
+        console.run()
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

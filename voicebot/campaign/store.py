@@ -639,6 +639,7 @@ class CampaignStore:
                     "session_outcome": result.session_outcome,
                     "sip_code": result.sip_code,
                     "talk_ms": result.talk_ms,
+                    "handoff": result.handoff,
                     "retry_at": retry_at if status_after == "pending" else None,
                     "contact_status": status_after,
                     "late": state == "interrupted",

@@ -616,7 +616,7 @@ def test_mosquitto_requires_a_login_and_the_entrypoint_creates_every_user(compos
     assert str(run_dir) in compose["services"]["mosquitto"]["tmpfs"], "the password file lives on a tmpfs"
 
     env = {"PATH": "/usr/bin:/bin:/usr/sbin", "MOSQUITTO_RUN_DIR": str(tmp_path), "MOSQUITTO_ENTRYPOINT": "true",
-           **{k: SAMPLE_ENV[k] for k in ("VOICEBOT_MQTT_PASSWORD", "MQTT_READER_PASSWORD")}}
+           **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")}}
     proc = run(["sh", str(MOSQUITTO / "entrypoint.sh")], env=env)
     assert proc.returncode == 0, proc.stderr
     passwd = (tmp_path / "passwd").read_text()
@@ -632,7 +632,7 @@ def test_mosquitto_config_runs_and_refuses_anonymous_clients(tmp_path):
     import pwd
 
     env = {"PATH": "/usr/bin:/bin:/usr/sbin", "MOSQUITTO_RUN_DIR": str(tmp_path / "run"), "MOSQUITTO_ENTRYPOINT": "true",
-           **{k: SAMPLE_ENV[k] for k in ("VOICEBOT_MQTT_PASSWORD", "MQTT_READER_PASSWORD")}}
+           **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")}}
     assert run(["sh", str(MOSQUITTO / "entrypoint.sh")], env=env).returncode == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -671,6 +671,7 @@ def test_mosquitto_config_runs_and_refuses_anonymous_clients(tmp_path):
         assert connect("voicebot", "wrong") != 0
         assert connect("voicebot", SAMPLE_ENV["VOICEBOT_MQTT_PASSWORD"]) == 0
         assert connect("reader", SAMPLE_ENV["MQTT_READER_PASSWORD"]) == 0
+        assert connect("ops", SAMPLE_ENV["MQTT_OPS_PASSWORD"]) == 0
     finally:
         proc.terminate()
         proc.wait(5)

@@ -10,6 +10,7 @@ set -eu
 
 : "${VOICEBOT_MQTT_PASSWORD:?set VOICEBOT_MQTT_PASSWORD in .env (see docker/env.example)}"
 : "${MQTT_READER_PASSWORD:?set MQTT_READER_PASSWORD in .env (see docker/env.example)}"
+: "${MQTT_OPS_PASSWORD:?set MQTT_OPS_PASSWORD in .env (see docker/env.example)}"
 
 run=${MOSQUITTO_RUN_DIR:-/run/mosquitto}
 conf=$(dirname "$0")
@@ -20,6 +21,7 @@ rm -f "$run/passwd"
 touch "$run/passwd"
 mosquitto_passwd -b "$run/passwd" voicebot "$VOICEBOT_MQTT_PASSWORD"
 mosquitto_passwd -b "$run/passwd" reader "$MQTT_READER_PASSWORD"
+mosquitto_passwd -b "$run/passwd" ops "$MQTT_OPS_PASSWORD"
 cp "$conf/acl" "$run/acl"
 # mosquitto reads both after dropping root to its own user.
 if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then

@@ -9,6 +9,7 @@ as ``***``.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import pwd
@@ -17,16 +18,21 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiomqtt
+import structlog
 
 from voicebot.errors import VoicebotError
 from voicebot.processes import end_process, wait_listening
 
 PASSWORD_ENV = "VOICEBOT_MQTT_PASSWORD"
+_log = structlog.get_logger("voicebot.bus")
 
 
 class BrokerError(VoicebotError):
@@ -90,6 +96,62 @@ class BrokerSettings:
         user = f"{self.username}:***@" if self.username else ""
         query = "&".join(f"{k}={v}" for k, v in (("ca", self.ca_file), ("cert", self.cert_file), ("key", self.key_file)) if v)
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}{'?' + query if query else ''}"
+
+
+class BrokerLink:
+    """The state of one connection that is kept up: whether it is up, since when, and how long to wait
+    before the next attempt. One warning per outage, not one per attempt."""
+
+    BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+    def __init__(self, broker: BrokerSettings, role: str, on_outage: Callable[[str], None] | None = None) -> None:
+        self.broker = broker
+        self.role = role
+        self.on_outage = on_outage
+        self.connected = False
+        self.since: float | None = None  # time.monotonic() of the last connect, while connected
+        self.last_error = ""
+        self._failures = 0
+
+    async def serve(self, identifier: str, serve: Callable[[aiomqtt.Client], Awaitable[None]], until: Callable[[], bool],
+                    **client_options: Any) -> None:
+        """``serve(client)`` on a connection; reconnect whenever it drops, until ``until()`` (checked when serve returns)."""
+        while not until():
+            try:
+                async with self.broker.client(identifier, **client_options) as client:
+                    self.connected, self.since, self._failures = True, time.monotonic(), 0
+                    await serve(client)
+            except aiomqtt.MqttError as e:
+                if self.connected or self._failures == 0:
+                    _log.warning("broker_unreachable", broker=str(self.broker), role=self.role, error=str(e))
+                    if self.on_outage is not None:
+                        self.on_outage(str(e))
+                self.connected, self.since, self.last_error = False, None, str(e)
+                await asyncio.sleep(self.BACKOFF_S[min(self._failures, len(self.BACKOFF_S) - 1)])
+                self._failures += 1
+        self.connected, self.since = False, None
+
+
+async def run_together(coroutines: list[Coroutine[Any, Any, None]], until: Callable[[], bool],
+                       every: Callable[[], None] | None = None, watch: tuple[asyncio.Task, ...] = ()) -> None:
+    """Run ``coroutines`` side by side until ``until()``, calling ``every()`` each tenth of a second.
+
+    The first of them (or of the ``watch`` tasks, which are not ours to cancel) to fail ends
+    them all with its error: a dropped connection raises MqttError, and the caller reconnects.
+    """
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        while not until():
+            for t in (*tasks, *watch):
+                if t.done():
+                    t.result()
+            if every is not None:
+                every()
+            await asyncio.sleep(0.1)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _die_with_parent() -> None:

@@ -26,14 +26,11 @@ import threading
 from typing import Literal
 
 import aiomqtt
-import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from voicebot.bus.broker import BrokerSettings
+from voicebot.bus.broker import BrokerLink, BrokerSettings, run_together
 from voicebot.bus.schema import TOPIC_ROOT, topic_segment
 
-_log = structlog.get_logger("voicebot.control")
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 MAX_CONCURRENCY = 10_000
 
 
@@ -84,6 +81,7 @@ class ControlListener:
         self.commands: queue.SimpleQueue[ControlCommand | RefusedCommand] = queue.SimpleQueue()
         self.subscribed = threading.Event()
         self._stop = threading.Event()
+        self.link = BrokerLink(broker, "control")
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="control", daemon=True)
 
     def start(self) -> ControlListener:
@@ -95,25 +93,14 @@ class ControlListener:
         self._thread.join(timeout_s)
 
     async def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                async with self.broker.client(f"voicebot-control-{self.campaign}") as client:
-                    failures = 0
-                    await client.subscribe(control_topic(self.campaign), qos=1)
-                    self.subscribed.set()
-                    listen = asyncio.create_task(self._listen(client))
-                    while not self._stop.is_set() and not listen.done():
-                        await asyncio.sleep(0.1)
-                    if listen.done():
-                        listen.result()  # a lost connection raises here
-                    listen.cancel()
-            except aiomqtt.MqttError as e:
-                self.subscribed.clear()
-                if failures == 0:
-                    _log.warning("broker_unreachable", broker=str(self.broker), error=str(e), role="control")
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
-                failures += 1
+        await self.link.serve(f"voicebot-control-{self.campaign}", self._serve, self._stop.is_set)
+        self.subscribed.clear()
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        self.subscribed.clear()
+        await client.subscribe(control_topic(self.campaign), qos=1)
+        self.subscribed.set()
+        await run_together([self._listen(client)], self._stop.is_set)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

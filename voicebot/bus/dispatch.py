@@ -35,7 +35,7 @@ from typing import Self
 import aiomqtt
 import structlog
 
-from voicebot.bus.broker import BrokerError, BrokerSettings
+from voicebot.bus.broker import BrokerError, BrokerLink, BrokerSettings, run_together
 from voicebot.bus.jobs import (
     JOB_TTL_S,
     LOST_AFTER_S,
@@ -54,7 +54,6 @@ from voicebot.telephony.messages import Answered, Dial, DialFailed, Ended, Hangu
 from voicebot.telephony.pool import NoCapacity, PoolEvent
 
 _log = structlog.get_logger("voicebot.dispatch")
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _ACK_TIMEOUT_S = JOB_TTL_S + 5.0  # a Dial with no word from its worker by then was lost on the way
 
 
@@ -93,7 +92,7 @@ class RemoteWorkers:
         self.concurrency = concurrency
         self.calls_dir = calls_dir
         self.lost_after_s = lost_after_s
-        self.connected = False
+        self.link = BrokerLink(broker, "dispatch")
         self._lock = threading.Lock()
         self._workers: dict[str, _RemoteWorker] = {}
         self._where: dict[str, _RemoteWorker] = {}  # attempt id -> worker, while in flight
@@ -104,7 +103,6 @@ class RemoteWorkers:
         self._closing = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="dispatch", daemon=True)
-        self._connected_since: float | None = None
 
     def start(self) -> Self:
         self._thread.start()
@@ -184,35 +182,16 @@ class RemoteWorkers:
         self._outgoing.put((worker_topic(self.campaign, worker, "jobs"), encode_job(job)))
 
     async def _run(self) -> None:
-        failures = 0
         pending: list[tuple[str, bytes]] = []  # taken from the queue, not yet acknowledged by the broker
-        while not self._closing.is_set():
-            try:
-                # persistent session: what workers publish while we reconnect waits at the broker
-                async with self.broker.client(f"voicebot-manager-{self.campaign}", clean_session=False) as client:
-                    self.connected, failures = True, 0
-                    self._connected_since = time.monotonic()
-                    await client.subscribe(workers_filter(self.campaign, "status"), qos=1)
-                    await client.subscribe(workers_filter(self.campaign, "events"), qos=1)
-                    tasks = [asyncio.create_task(self._receive(client)), asyncio.create_task(self._send_jobs(client, pending))]
-                    try:
-                        while not self._closing.is_set():
-                            for t in tasks:
-                                if t.done():
-                                    t.result()
-                            self._check_heartbeats()
-                            await asyncio.sleep(0.1)
-                    finally:
-                        for t in tasks:
-                            t.cancel()
-                        await asyncio.gather(*tasks, return_exceptions=True)
-            except aiomqtt.MqttError as e:
-                if self.connected or failures == 0:
-                    _log.warning("broker_unreachable", broker=str(self.broker), error=str(e), role="dispatch")
-                self.connected = False
-                self._connected_since = None
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
-                failures += 1
+
+        async def serve(client: aiomqtt.Client) -> None:
+            await client.subscribe(workers_filter(self.campaign, "status"), qos=1)
+            await client.subscribe(workers_filter(self.campaign, "events"), qos=1)
+            await run_together([self._receive(client), self._send_jobs(client, pending)], self._closing.is_set,
+                               every=self._check_heartbeats)
+
+        # persistent session: what workers publish while we reconnect waits at the broker
+        await self.link.serve(f"voicebot-manager-{self.campaign}", serve, self._closing.is_set, clean_session=False)
 
     async def _send_jobs(self, client: aiomqtt.Client, pending: list[tuple[str, bytes]]) -> None:
         while True:
@@ -288,7 +267,7 @@ class RemoteWorkers:
 
     def _check_heartbeats(self) -> None:
         now = time.monotonic()
-        if self._connected_since is None or now - self._connected_since < self.lost_after_s:
+        if self.link.since is None or now - self.link.since < self.lost_after_s:
             return  # just (re)connected: heartbeats have not had time to arrive
         with self._lock:
             for w in self._workers.values():

@@ -13,18 +13,15 @@ import asyncio
 from collections.abc import Callable
 
 import aiomqtt
-import structlog
 from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from voicebot.bus.broker import BrokerSettings
+from voicebot.bus.broker import BrokerLink, BrokerSettings
 from voicebot.bus.schema import TOPIC_ROOT, Event, HandoffRequested, topic_segment
 
-_log = structlog.get_logger("voicebot.operator")
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
 def handoff_panel(event: Event) -> Panel:
@@ -59,6 +56,7 @@ class OperatorConsole:
         self.exit_after = exit_after
         self.shown = 0
         self._handed_over: set[str] = set()  # attempts shown here: their end is worth a line
+        self._done = False
 
     def topics(self) -> list[str]:
         campaign = topic_segment(self.campaign) if self.campaign else "+"
@@ -68,26 +66,24 @@ class OperatorConsole:
         asyncio.run(self._run(on_ready))
 
     async def _run(self, on_ready: Callable[[], None] | None) -> None:
-        failures = 0
-        while True:
-            try:
-                async with self.broker.client(f"voicebot-operator-{id(self):x}") as client:
-                    failures = 0
-                    for topic in self.topics():
-                        await client.subscribe(topic, qos=1)
-                    where = f"campaign '{self.campaign}'" if self.campaign else "every campaign"
-                    self.console.print(f"waiting for handoffs on {self.broker} ({where}); Ctrl-C to quit", style="dim")
-                    if on_ready is not None:
-                        on_ready()
-                    async for message in client.messages:
-                        self.show(str(message.topic), message.payload)
-                        if self.exit_after is not None and self.shown >= self.exit_after and not self._handed_over:
-                            return  # that many handoffs shown, and each of their calls has ended
-            except aiomqtt.MqttError as e:
-                if failures == 0:
-                    self.console.print(f"broker {self.broker} unreachable ({e}); retrying", style="red")
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
-                failures += 1
+        def outage(error: str) -> None:  # the operator sees it on the screen, not only in a log
+            self.console.print(f"broker {self.broker} unreachable ({error}); retrying", style="red", markup=False)
+
+        link = BrokerLink(self.broker, "operator", on_outage=outage)
+        await link.serve(f"voicebot-operator-{id(self):x}", lambda client: self._serve(client, on_ready), lambda: self._done)
+
+    async def _serve(self, client: aiomqtt.Client, on_ready: Callable[[], None] | None) -> None:
+        for topic in self.topics():
+            await client.subscribe(topic, qos=1)
+        where = f"campaign '{self.campaign}'" if self.campaign else "every campaign"
+        self.console.print(f"waiting for handoffs on {self.broker} ({where}); Ctrl-C to quit", style="dim")
+        if on_ready is not None:
+            on_ready()
+        async for message in client.messages:
+            self.show(str(message.topic), message.payload)
+            if self.exit_after is not None and self.shown >= self.exit_after and not self._handed_over:
+                self._done = True  # that many handoffs shown, and each of their calls has ended
+                return
 
     def show(self, topic: str, payload: bytes) -> None:
         try:
@@ -107,3 +103,4 @@ class OperatorConsole:
             how = event.data.get("handoff") or "not handed over"
             self.console.print(f"{event.attempt_id}: call ended, handoff {how}, outcome {event.data.get('outcome')}",
                                style="green" if how in ("transferred", "bridged") else "red", markup=False)
+

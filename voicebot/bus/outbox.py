@@ -18,13 +18,12 @@ import time
 import aiomqtt
 import structlog
 
-from voicebot.bus.broker import BrokerSettings
+from voicebot.bus.broker import BrokerLink, BrokerSettings
 from voicebot.bus.schema import event_topic, make_event
 from voicebot.campaign.store import CampaignStore
 
 _log = structlog.get_logger("voicebot.bus")
 _IDLE_S = 0.1  # how often an idle publisher looks for new events
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
 class OutboxPublisher:
@@ -32,9 +31,8 @@ class OutboxPublisher:
         self.store = store
         self.campaign = campaign
         self.broker = broker
-        self.connected = False
+        self.link = BrokerLink(broker, "outbox")
         self.published = 0
-        self.last_error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="outbox", daemon=True)
 
@@ -57,23 +55,15 @@ class OutboxPublisher:
         self._stop.set()
         self._thread.join(timeout_s)
 
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
     async def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                async with self._client() as client:
-                    if not self.connected:
-                        _log.info("broker_connected", broker=str(self.broker))
-                    self.connected, failures = True, 0
-                    await self._publish_until_stopped(client)
-            except aiomqtt.MqttError as e:
-                if self.connected or failures == 0:
-                    _log.warning("broker_unreachable", broker=str(self.broker), error=str(e), backlog=self.backlog)
-                self.connected, self.last_error = False, str(e)
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
-                failures += 1
+        await self.link.serve(f"voicebot-outbox-{self.campaign}", self._publish_until_stopped, self._stop.is_set)
 
     async def _publish_until_stopped(self, client: aiomqtt.Client) -> None:
+        _log.info("broker_connected", broker=str(self.broker), backlog=self.backlog)
         while not self._stop.is_set():
             batch = self.store.unpublished_events(200)
             if not batch:
@@ -84,6 +74,3 @@ class OutboxPublisher:
                 await client.publish(event_topic(self.campaign, stored.kind), event.model_dump_json(), qos=1)
                 self.store.mark_published([stored.id])  # only once the broker has it
                 self.published += 1
-
-    def _client(self) -> aiomqtt.Client:
-        return self.broker.client(f"voicebot-outbox-{self.campaign}")

@@ -35,7 +35,7 @@ from pathlib import Path
 import aiomqtt
 import structlog
 
-from voicebot.bus.broker import BrokerSettings
+from voicebot.bus.broker import BrokerLink, BrokerSettings, run_together
 from voicebot.bus.jobs import (
     HEARTBEAT_S,
     JOB_TTL_S,
@@ -57,7 +57,6 @@ from voicebot.telephony.pool import NoCapacity, WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.worker")
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
 def default_worker_name() -> str:
@@ -95,7 +94,7 @@ class BusWorker:
         self._draining = threading.Event()
         self._stopping = threading.Event()
         self._drain_started: float | None = None
-        self.connected = False
+        self.link = BrokerLink(options.broker, "worker")
 
     def prepare(self) -> None:
         o = self.options
@@ -153,29 +152,21 @@ class BusWorker:
         ).model_dump_json().encode()
 
     async def _main(self) -> None:
-        failures = 0
         pump = asyncio.create_task(self._pump_events())
+
+        async def serve(client: aiomqtt.Client) -> None:
+            _log.info("worker_connected", worker=self.options.name, campaign=self.campaign, capacity=self.capacity,
+                      broker=str(self.options.broker), waiting_events=len(self._outgoing))
+            await client.subscribe(self._topic("jobs"), qos=1)
+            # a broken pump (the pool's events stopped flowing) fails loudly instead of heartbeating on
+            await run_together([self._take_jobs(client), self._heartbeat(client), self._publish(client)], self._finished,
+                               every=self._watch_drain, watch=(pump,))
+            await self._flush(client)
+            await client.publish(self._topic("status"), self._status("down"), qos=1)
+
+        will = aiomqtt.Will(self._topic("status"), self._status("lost"), qos=1)
         try:
-            while not self._finished():
-                will = aiomqtt.Will(self._topic("status"), self._status("lost"), qos=1)
-                try:
-                    if pump.done():
-                        pump.result()  # the pool's events stopped flowing: fail loudly, not heartbeat on
-                    async with self.options.broker.client(f"voicebot-worker-{self.options.name}", will=will) as client:
-                        self.connected, failures = True, 0
-                        _log.info("worker_connected", worker=self.options.name, campaign=self.campaign, capacity=self.capacity,
-                                  broker=str(self.options.broker))
-                        await client.subscribe(self._topic("jobs"), qos=1)
-                        await self._connected(client, pump)
-                        await self._flush(client)
-                        await client.publish(self._topic("status"), self._status("down"), qos=1)
-                        return
-                except aiomqtt.MqttError as e:
-                    if self.connected or failures == 0:
-                        _log.warning("broker_unreachable", worker=self.options.name, error=str(e), waiting_events=len(self._outgoing))
-                    self.connected = False
-                    await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
-                    failures += 1
+            await self.link.serve(f"voicebot-worker-{self.options.name}", serve, self._finished, will=will)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,20 +175,6 @@ class BusWorker:
     def _finished(self) -> bool:
         assert self.pool is not None
         return self._draining.is_set() and not self.pool.calls() and not self._outgoing
-
-    async def _connected(self, client: aiomqtt.Client, pump: asyncio.Task) -> None:
-        tasks = [asyncio.create_task(c) for c in (self._take_jobs(client), self._heartbeat(client), self._publish(client))]
-        try:
-            while not self._finished():
-                for t in (*tasks, pump):
-                    if t.done():
-                        t.result()  # a lost connection raises MqttError here; a broken pump its own error
-                self._watch_drain()
-                await asyncio.sleep(0.05)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _watch_drain(self) -> None:
         assert self.pool is not None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 
 from voicebot.bus.broker import BrokerError, BrokerSettings, EmbeddedBroker
 from voicebot.bus.schema import event_topic, make_event
+from voicebot.processes import end_process, wait_listening
 
 DATA = Path(__file__).parent / "data" / "campaign"
 
@@ -109,3 +112,67 @@ def test_a_broker_outage_of_10_s_mid_campaign_loses_no_event_and_they_arrive_in_
     assert first_seen == stored  # every event, each in its place
     kinds = {m["type"] for m in subscriber.messages}
     assert {"call.dialled", "call.answered", "attempt.ended", "call.node_entered"} <= kinds
+
+
+def test_events_go_out_over_tls_with_a_password_that_is_never_printed(tmp_path: Path, capsys) -> None:
+    """A broker that wants TLS (a private CA) and a login, as a production one would."""
+    import pwd
+    import ssl
+
+    import paho.mqtt.client as mqtt
+
+    from voicebot.bus.outbox import OutboxPublisher
+    from conftest import free_port
+
+    from voicebot.campaign.store import CampaignStore
+
+    secret = "s3cret-Pw-7781"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    passwd = tmp_path / "passwd"
+    passwd.touch()
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "dialer", secret], check=True, capture_output=True)
+    port = free_port(socket.SOCK_STREAM)
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\ncafile {cert}\ncertfile {cert}\nkeyfile {key}\n"
+        f"allow_anonymous false\npassword_file {passwd}\nuser {pwd.getpwuid(os.getuid()).pw_name}\n")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = CampaignStore.open(tmp_path / "tls.db", "tls-test")
+    received: list[dict] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tls-subscriber")
+    try:
+        assert wait_listening(broker, port, 10)
+        sub.tls_set(ca_certs=str(cert), cert_reqs=ssl.CERT_REQUIRED)
+        sub.username_pw_set("dialer", secret)
+        subscribed = threading.Event()
+        sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("voicebot/v1/+/events/#", qos=1)
+        sub.on_subscribe = lambda *a: subscribed.set()
+        sub.on_message = lambda c, u, m: received.append(json.loads(m.payload))
+        sub.connect("127.0.0.1", port)
+        sub.loop_start()
+        assert subscribed.wait(10)
+
+        url = f"mqtts://dialer@127.0.0.1:{port}?ca={cert}"
+        wrong = OutboxPublisher(store, "tls-test", BrokerSettings.from_url(url, {"VOICEBOT_MQTT_PASSWORD": "Wr0ng-Pw-9931"})).start()
+        time.sleep(1.5)
+        assert not wrong.connected  # refused: the broker checks the login
+        wrong.stop()
+        store.add_event("call.answered", "c1-a1", {"setup_ms": 120}, time.time())
+        right = OutboxPublisher(store, "tls-test", BrokerSettings.from_url(url, {"VOICEBOT_MQTT_PASSWORD": secret})).start()
+        assert right.flush(10), "the event did not go out over TLS"
+        right.stop()
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received and received[0]["data"] == {"setup_ms": 120}
+    finally:
+        sub.loop_stop()
+        store.close()
+        end_process(broker)
+    out = capsys.readouterr()
+    printed = out.out + out.err
+    assert "broker_unreachable" in printed and "mqtts://dialer:***@127.0.0.1" in printed  # the refusal was logged ...
+    assert secret not in printed and "Wr0ng-Pw-9931" not in printed  # ... without a password

@@ -32,12 +32,13 @@ $(STAMP): pyproject.toml | apt
 # persona's spoken answers; sales operators behind a transfer) takes the calls of
 # `voicebot run dialplans/demo_en.yaml` on dialplans/demo_contacts.csv; then the
 # outcome of every persona is printed. The store, log, records and recordings
-# are in build/demo/campaign*.
+# are in build/demo/campaign*; the managers' report in build/demo/report.html.
 DEMO_DIR := build/demo
 demo: setup
 	$(BIN)/voicebot validate dialplans/*.yaml
 	$(BIN)/voicebot test-script dialplans/tests/demo_en.yaml
 	$(BIN)/python -m voicebot.peers.demo dialplans/demo_en.yaml dialplans/demo_contacts.csv --out $(DEMO_DIR)/campaign
+	$(BIN)/voicebot report $(DEMO_DIR)/campaign/campaign.db --html $(DEMO_DIR)/report.html --csv $(DEMO_DIR)/report
 
 # pytest exits non-zero when it collects no test, so an empty run fails loudly.
 test: setup

@@ -61,12 +61,28 @@ class MediaPort(pj.AudioMediaPort):
         self.frames_out = 0
         self.frames_in = 0
         self.errors = 0
+        self.closed = False
         # monotonic time of the first frame with sound each way (the greeting; its echo)
         self.first_sound_out: float | None = None
         self.first_sound_in: float | None = None
         media_fmt = pj.MediaFormatAudio()
         media_fmt.init(pj.PJMEDIA_FORMAT_PCM, fmt.rate_hz, 1, fmt.frame_ms * 1000, 16)
         self.createPort(name, media_fmt)
+
+    def close(self) -> None:
+        """Take the port out of the conference bridge now, while this object is whole (SIP-owner thread).
+
+        Dropping the last reference does it too, but too late: Python clears the object's
+        attributes first, then runs the C++ destructor, which releases the GIL and waits for
+        the clock thread; a callback in that window met a half-destroyed port (dozens of
+        AttributeErrors a minute at 40 calls/s). After ``close()`` no pjsua2 method may be
+        called on this object; its Python attributes (counters, first-sound times) stay readable.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        # the SWIG destructor disowns the object, so Python's own dealloc does not delete it again
+        pj.AudioMediaPort.__swig_destroy__(self)
 
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         try:

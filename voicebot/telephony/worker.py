@@ -244,6 +244,8 @@ class MediaWorker:
             self._hang_up_all()
         finally:
             sessions.close()
+            for leg in self._legs.values():
+                _close_ports(leg)  # out of the bridge before libDestroy, while each port is whole
             self._legs.clear()
             self._sip.close()
             events.put(Stopped())
@@ -370,6 +372,7 @@ class MediaWorker:
         for attempt_id in done:
             leg = self._legs.pop(attempt_id)
             self._closed.discard(attempt_id)
+            _close_ports(leg)
             self._emit(self._ended_event(leg))
 
     # -- CallListener (SIP-owner thread) -------------------------------------------------------
@@ -623,6 +626,14 @@ def _end_call(call: DialCall, port: MediaPort | None) -> None:
         call.hangup(pj.CallOpParam(True))
     except pj.Error:
         pass  # already terminating: DISCONNECTED follows either way
+
+
+def _close_ports(leg: _Leg) -> None:
+    """The leg's media ports leave the conference bridge (its calls are already unlinked from them)."""
+    if leg.port is not None:
+        leg.port.close()
+    if leg.handoff is not None and leg.handoff.operator_port is not None:
+        leg.handoff.operator_port.close()
 
 
 def _operator_gone(leg: _Leg) -> bool:

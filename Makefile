@@ -56,3 +56,10 @@ clean:
 .PHONY: deploy-check
 deploy-check: setup
 	$(BIN)/python -m pytest -q tests/test_deploy.py
+
+# Every benchmark of `voicebot bench` (DESIGN.md's performance targets) on 127.0.0.1,
+# in under 10 minutes; one JSON object in build/bench.json, a summary line per benchmark on stderr.
+.PHONY: bench
+bench: setup
+	mkdir -p build
+	$(BIN)/voicebot bench all --json > build/bench.json.tmp && mv build/bench.json.tmp build/bench.json

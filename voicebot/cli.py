@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-s", type=int, default=300)
     sim.set_defaults(func=cmd_simulate)
 
+    from voicebot.bench.cli import register_cli as register_bench_cli
     from voicebot.campaign.cli import register_cli as register_campaign_cli
     from voicebot.report.cli import register_cli as register_report_cli
     from voicebot.speech.models import register_cli
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     register_cli(sub)
     register_campaign_cli(sub)
     register_report_cli(sub)
+    register_bench_cli(sub)
     return p
 
 

@@ -17,7 +17,7 @@ import csv
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voicebot.bench import procstat
@@ -38,6 +38,8 @@ class CapacityOptions:
     warmup_s: float = 3.0
     floor: bool = True
     setup_timeout_s: float = 40.0
+    # calls set up one after another over this long; run() makes it one loop of the customers' speech
+    stagger_s: float = 0.0
 
 
 def run(opts: CapacityOptions) -> dict:
@@ -45,6 +47,11 @@ def run(opts: CapacityOptions) -> dict:
     workdir = opts.workdir
     track = speech_track()
     write_track(track, workdir, "speech")  # speech.ulaw: what every sipp customer streams
+    # Set up all at once, every customer would speak the same word at the same moment and every
+    # recogniser would finish an utterance in the same tick: a load spike no campaign makes (its
+    # calls start calls_per_second apart). Spread over one loop of the track, each call is at its
+    # own point of the conversation, as in a running campaign.
+    opts = replace(opts, stagger_s=track.duration_ms / 1000)
     bot = prepared_bot(workdir)
     steps, skipped = [], []
     for n in sorted(opts.steps):
@@ -74,6 +81,8 @@ def run(opts: CapacityOptions) -> dict:
                               "→ session.next_outbound), pooled over calls in the window",
             "late_frame": f"an interval above {LATE_MS:g} ms (1.5 frames)",
             "window_s": opts.step_s, "warmup_s": opts.warmup_s,
+            "set_up": f"calls dialled evenly over {opts.stagger_s:g} s (one loop of the customers' speech), so they are "
+                      "at different points of their conversations, as paced campaign calls are",
             "cpu_pct": "percent of one core (100 = one core busy); bot = media workers + model host",
         },
         "steps": steps,
@@ -119,6 +128,7 @@ def _bot_step(n: int, bot, opts: CapacityOptions) -> dict:  # noqa: ANN001
         ids = [f"cap{n}-{i}" for i in range(n)]
         for attempt in ids:
             pool.dial(attempt, "customer")
+            watch.drain(time.monotonic() + opts.stagger_s / n)
         set_up = watch.until(lambda: len(watch.answered) + len(watch.dial_failed) + len(watch.ended) >= n, opts.setup_timeout_s)
         setup_s = time.monotonic() - started - pool_start_s
         watch.drain(time.monotonic() + opts.warmup_s)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from array import array
@@ -113,7 +112,6 @@ def test_the_scenarios_and_dialplans_ship_in_the_package() -> None:
         assert loaded is not None and not [p for p in problems if p.severity == "error"], problems
 
 
-@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed (make setup)")
 def test_a_short_latency_run_prints_one_json_object(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "voicebot.cli", "bench", "latency", "--turns", "2", "--json", "--workdir", str(tmp_path)],

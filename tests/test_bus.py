@@ -63,7 +63,6 @@ class _Subscriber:
         self.client.disconnect()
 
 
-@pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(), reason="mosquitto not installed")
 def test_a_broker_outage_of_10_s_mid_campaign_loses_no_event_and_they_arrive_in_order(sipp, tmp_path: Path, capsys) -> None:
     port = sipp("uas_answer", "-d", "6000", "-m", "500", "-l", "100")
     dialplan = tmp_path / "campaign.yaml"

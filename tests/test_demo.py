@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import csv
-import shutil
 import sqlite3
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).parent.parent
 
-pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed (make setup)")
 
 
 def test_one_customer_of_every_persona_gets_the_outcome_of_their_persona(tmp_path: Path, capsys) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import events_until_ended, tone
 from voicebot.audio.frames import write_wav
@@ -15,7 +13,6 @@ from voicebot.config import Trunk
 from voicebot.peers.baresip import Account, BaresipPeer
 from voicebot.peers.pbx import SipRouter
 
-pytestmark = pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed (make setup)")
 
 
 def test_the_router_answers_busy_and_unknown_numbers_and_forwards_the_rest(tmp_path: Path) -> None:

@@ -7,12 +7,10 @@ recorded) or the real session where the script matters.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import chunks_found, events_until_ended, tone
 from voicebot.audio.frames import NARROWBAND, read_wav, write_wav
@@ -20,7 +18,6 @@ from voicebot.config import Trunk
 from voicebot.peers.baresip import BaresipPeer
 from voicebot.peers.customer import speak
 
-needs_baresip = pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed (make setup)")
 
 
 def _call(trunk: Trunk, tmp_path: Path, number: str, hang_up_after_ms: int = 3000):
@@ -58,7 +55,6 @@ def _assert_audio_both_ways(peer: BaresipPeer, tmp_path: Path, voice: bytes, min
     return found
 
 
-@needs_baresip
 def test_a_call_over_tls(tmp_path: Path) -> None:
     cert = tmp_path / "peer.pem"
     subprocess.run(
@@ -75,7 +71,6 @@ def test_a_call_over_tls(tmp_path: Path) -> None:
         _assert_audio_both_ways(peer, tmp_path, voice, 0.9)
 
 
-@needs_baresip
 def test_a_call_in_g722_is_bridged_at_8_khz(tmp_path: Path, capsys) -> None:
     wav, voice = _customer_voice(tmp_path)
     with BaresipPeer("wideband", tmp_path / "peers", wav, codecs=("g722",)) as peer:
@@ -102,7 +97,6 @@ def test_an_outbound_proxy_gets_the_invite_for_the_carrier_uri(sipp, tmp_path: P
     assert re.search(r"^X-Voicebot-Attempt: a1\s*$", messages, re.M), messages[:1500]  # the attempt id travels with the call
 
 
-@needs_baresip
 def test_keys_from_the_script_reach_the_far_end_as_rfc2833(tmp_path: Path) -> None:
     from voicebot.telephony.bot_session import BotSessions
     from voicebot.telephony.messages import Dial, Ended

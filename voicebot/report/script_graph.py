@@ -94,24 +94,21 @@ class ScriptShape:
         global intents or the fallback lead to go one layer below the deepest, so the
         conversation's own flow reads top to bottom and the exits sit at the bottom."""
         depth = {self.start: 0}
-        todo = deque([self.start])
-        while todo:
-            node = todo.popleft()
-            for nxt in self.successors(node):
-                if nxt not in depth:
-                    depth[nxt] = depth[node] + 1
-                    todo.append(nxt)
+
+        def spread(todo: deque[str]) -> None:  # breadth first: each node one layer below its first parent
+            while todo:
+                node = todo.popleft()
+                for nxt in self.successors(node):
+                    if nxt not in depth:
+                        depth[nxt] = depth[node] + 1
+                        todo.append(nxt)
+
+        spread(deque([self.start]))
         bottom = max(depth.values(), default=0) + 1
         for node in self.global_targets:
             if node not in depth:
                 depth[node] = bottom
-        todo = deque(n for n in self.global_targets if depth[n] == bottom)
-        while todo:
-            node = todo.popleft()
-            for nxt in self.successors(node):
-                if nxt not in depth:
-                    depth[nxt] = depth[node] + 1
-                    todo.append(nxt)
+        spread(deque(n for n in self.global_targets if depth[n] == bottom))
         last = max(depth.values(), default=0) + 1
         for node in self.nodes:
             depth.setdefault(node, last)  # unreachable even by globals: validate warns; still drawn

@@ -281,3 +281,29 @@ def test_a_killed_worker_is_detected_within_seconds_and_its_calls_are_retried(cl
     assert not group_alive(victim.pid), "a process of the killed worker lived on"
     assert survivor.poll() is None
     print(f"\n  killed worker noticed and its {len(carried)} calls recorded worker_lost after {detected_s:.2f} s")
+
+
+def test_a_worker_renders_each_contacts_prompts_while_the_phone_rings(sipp, tmp_path: Path) -> None:
+    """The greeting names the contact: a remote worker renders it on the Dial, before any answer."""
+    from voicebot.dialplan import load_dialplan
+    from voicebot.speech.prompt_cache import PromptCache
+    from voicebot.speech.tts import make_tts
+
+    port = sipp("uas_ring", "-m", "500", "-l", "100")  # rings, never answers
+    dialplan = _dialplan(tmp_path, port)
+    text = dialplan.read_text().replace("ring_timeout_s: 10s", "ring_timeout_s: 2s").replace("max_attempts: 3", "max_attempts: 1")
+    dialplan.write_text(text)
+    cluster = _Cluster(tmp_path, dialplan)
+    try:
+        cluster.start_worker("host-a", calls=8)
+        cluster.wait_up("host-a")
+        cluster.start_manager()
+        assert cluster.wait_manager(180) == 0, (tmp_path / "manager.out").read_text()[-3000:]
+    finally:
+        cluster.stop()
+    assert {row[0] for row in query(cluster.db, "SELECT outcome FROM attempts")} == {"no_answer"}
+    speech = load_dialplan(dialplan).dialplan.speech
+    cache = PromptCache(tmp_path / "host-a" / "prompts", make_tts(speech.tts, speech.language, None))
+    names = [row[0] for row in query(cluster.db, "SELECT json_extract(fields, '$.first_name') FROM contacts")]
+    missing = [n for n in names if not cache.has(f"Hello {n}, this is a test call. Do you have a minute?", speech.rate_hz)]
+    assert len(names) == CONTACTS and not missing, f"no greeting rendered for {missing}"

@@ -20,7 +20,9 @@ signal hangs them up now), then the worker says ``down`` and exits.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -29,6 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +94,8 @@ class BusWorker:
         self.calls_dir = options.work_dir / "calls"
         self._outgoing: deque[tuple[str, bytes]] = deque()  # events not yet acknowledged by the broker
         self._seen: set[str] = set()
+        self._renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prompts")  # one TTS, one thread
+        self._render_for_contact: Callable[[list[dict[str, str]]], object] = lambda contacts: None
         self._draining = threading.Event()
         self._stopping = threading.Event()
         self._drain_started: float | None = None
@@ -105,7 +110,8 @@ class BusWorker:
         speech = loaded.dialplan.speech
         prompts_dir = o.work_dir / "prompts"
         cache = PromptCache(prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
-        prerender(loaded.graph, cache, speech.rate_hz, [])  # prompts with contact fields are rendered per call
+        prerender(loaded.graph, cache, speech.rate_hz, [])  # prompts with contact fields: per call, below
+        self._render_for_contact = functools.partial(prerender, loaded.graph, cache, speech.rate_hz)
         settings = WorkerSettings(
             campaign.trunk,
             BotSessions(o.dialplan, prompts_dir, o.models_dir, self.calls_dir),
@@ -135,6 +141,7 @@ class BusWorker:
         try:
             asyncio.run(self._main())
         finally:
+            self._renderer.shutdown(wait=False, cancel_futures=True)
             self.pool.close()
 
     # -- the loop --------------------------------------------------------------------------------
@@ -215,8 +222,19 @@ class BusWorker:
                 self.pool.dial(job.attempt_id, job.number, job.contact)
             except NoCapacity as e:
                 self._emit(DialFailed(job.attempt_id, "worker-full", str(e)))
+                return
             except SipError as e:
                 self._emit(DialFailed(job.attempt_id, e.code, str(e)))
+                return
+            # The contact's own prompts ("Hi {first_name}") are rendered while the phone rings, so the
+            # greeting is in the cache at the answer; a call answered sooner synthesises what it lacks.
+            self._renderer.submit(self._render_prompts, job.attempt_id, dict(job.contact))
+
+    def _render_prompts(self, attempt_id: str, contact: dict[str, str]) -> None:
+        try:
+            self._render_for_contact([contact])
+        except Exception as e:  # noqa: BLE001 - a TTS failure must not stop the worker; the call synthesises itself
+            _log.warning("prompts_not_rendered", worker=self.options.name, attempt_id=attempt_id, error=str(e))
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         while True:

@@ -17,15 +17,10 @@ import pytest
 
 from voicebot.audio.frames import NARROWBAND
 from voicebot.config import Trunk
+from voicebot.processes import free_port  # noqa: F401 - tests import it from here
 
 SCENARIOS = Path(__file__).parent / "sipp"
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # shipped by Debian's sip-tester
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dtmf_pcap(dest: Path, payload_type: int = 120) -> None:

@@ -1,10 +1,34 @@
-"""Helpers for the local processes the project starts (mosquitto, baresip): wait for them, end them."""
+"""Helpers for the local processes the project starts (mosquitto, baresip, sipp): ports, waiting, ending."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port on 127.0.0.1 the system calls free right now (for a process about to bind it)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bindable(ports: Iterable[tuple[int, int]]) -> bool:
+    """Whether every (socket kind, port) can be bound on 127.0.0.1 at once, right now."""
+    socks = []
+    try:
+        for kind, port in ports:
+            sock = socket.socket(socket.AF_INET, kind)
+            socks.append(sock)
+            sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def wait_listening(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:

@@ -14,6 +14,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from voicebot.errors import VoicebotError
+from voicebot.processes import bindable, free_port
 
 SCENARIOS = Path(str(resources.files("voicebot.bench") / "sipp"))
 BENCH_DIALPLAN = Path(str(resources.files("voicebot.bench") / "data" / "bench_en.yaml"))
@@ -23,28 +24,12 @@ class BenchError(VoicebotError):
     code = "bench-failed"
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def free_port_range(size: int, tries: int = 50) -> int:
     """The first of ``size`` consecutive UDP ports free right now (sipp takes RTP ports from a range)."""
     for _ in range(tries):
         base = free_port() & ~1
-        socks = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
+        if bindable((socket.SOCK_DGRAM, port) for port in range(base, base + size)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
     raise BenchError(f"no {size} consecutive free UDP ports on 127.0.0.1")
 
 

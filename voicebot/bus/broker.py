@@ -29,7 +29,7 @@ import aiomqtt
 import structlog
 
 from voicebot.errors import VoicebotError
-from voicebot.processes import end_process, wait_listening
+from voicebot.processes import end_process, free_port, wait_listening
 
 PASSWORD_ENV = "VOICEBOT_MQTT_PASSWORD"
 _log = structlog.get_logger("voicebot.bus")
@@ -178,9 +178,7 @@ class EmbeddedBroker:
             raise BrokerError("mosquitto is not installed (Debian mosquitto; `make setup` installs it)", code="broker-missing")
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.port:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.port = s.getsockname()[1]
+            self.port = free_port(socket.SOCK_STREAM)
         conf = self.workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",

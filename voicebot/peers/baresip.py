@@ -29,7 +29,7 @@ from pathlib import Path
 from voicebot.audio.frames import read_wav, write_wav
 from voicebot.audio.resample import resample
 from voicebot.errors import VoicebotError
-from voicebot.processes import end_process, wait_listening
+from voicebot.processes import bindable, end_process, free_port, wait_listening
 
 MODULES_DIR = Path("/usr/lib/baresip/modules")
 _CODEC_RATES = {"g711": 8000, "g722": 16000, "opus": 48000}
@@ -39,28 +39,12 @@ class PeerError(VoicebotError):
     pass
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _free_sip_port() -> int:
     """A port free for SIP over UDP and TCP, with the next one free for TLS (baresip takes all three)."""
     for _ in range(50):
-        port = _free_port(socket.SOCK_DGRAM)
-        socks = []
-        try:
-            for kind, p in ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port), (socket.SOCK_STREAM, port + 1)):
-                sock = socket.socket(socket.AF_INET, kind)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", p))
+        port = free_port(socket.SOCK_DGRAM)
+        if bindable(((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port), (socket.SOCK_STREAM, port + 1))):
             return port
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
     raise PeerError("no free SIP port for baresip on 127.0.0.1", code="peer-start")
 
 
@@ -119,7 +103,7 @@ class BaresipPeer:
             raise PeerError(f"{self.play}: no such WAV for peer {self.name}", code="peer-wav")
         self.home.mkdir(parents=True, exist_ok=True)
         self.sip_port = self.sip_port or _free_sip_port()
-        self.ctrl_port = self.ctrl_port or _free_port(socket.SOCK_STREAM)
+        self.ctrl_port = self.ctrl_port or free_port(socket.SOCK_STREAM)
         self._source = self._source_wav()
         (self.home / "config").write_text(self._config(), encoding="utf-8")
         (self.home / "accounts").write_text(self._accounts(), encoding="utf-8")

@@ -18,7 +18,6 @@ outcomes.
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import subprocess
 import sys

@@ -52,6 +52,10 @@ from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.campaign")
 
+# How a run gets its calls placed: (worker settings, concurrency) -> a pool as a context manager.
+# The default is media workers on this host, or remote ones over the broker (RunOptions.workers).
+PoolFactory = Callable[[WorkerSettings, int], contextlib.AbstractContextManager["WorkerPool | RemoteWorkers"]]
+
 PROGRESS_EVERY_S = 10.0
 _DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
 
@@ -103,9 +107,12 @@ class Progress:
 class CampaignRun:
     """One run of a campaign. ``prepare()`` then ``run()``; ``pause()``/``stop()`` from a signal handler."""
 
-    def __init__(self, options: RunOptions, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, options: RunOptions, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic, pool_factory: PoolFactory | None = None) -> None:
         self.options = options
-        self.clock = clock
+        self.clock = clock  # wall time: calling windows, retry times, the store's timestamps
+        self.monotonic = monotonic  # pacing (calls_per_second) and the Ctrl-C grace period
+        self.pool_factory = pool_factory
         self.loaded: LoadedDialplan | None = None
         self.store: CampaignStore | None = None
         self.progress = Progress()
@@ -182,11 +189,11 @@ class CampaignRun:
                         pool.hangup(attempt_id)  # its Ended (outcome stopped) comes back like any other
                         hung_up.add(attempt_id)
                     if self._paused_at is None:
-                        self._paused_at = time.monotonic()
+                        self._paused_at = self.monotonic()
                 elif self._pause.is_set():
                     if self._paused_at is None:
-                        self._paused_at = time.monotonic()
-                    if time.monotonic() - self._paused_at > o.grace_s:
+                        self._paused_at = self.monotonic()
+                    if self.monotonic() - self._paused_at > o.grace_s:
                         self._stop.set()  # the grace period is over: end the calls still going
                 elif not self._held:
                     self._dial_due(pool, bucket, self.concurrency)
@@ -244,6 +251,10 @@ class CampaignRun:
     @contextlib.contextmanager
     def _workers(self, settings: WorkerSettings, concurrency: int):  # noqa: ANN202
         o = self.options
+        if self.pool_factory is not None:
+            with self.pool_factory(settings, concurrency) as pool:
+                yield pool
+            return
         if o.workers == "local":
             with WorkerPool(settings, concurrency) as pool:
                 yield pool
@@ -365,7 +376,7 @@ class CampaignRun:
             if opens > now_dt:
                 self.store.defer(contact.id, opens.timestamp())  # outside its calling window: come back when it opens
                 continue
-            if bucket.take(time.monotonic()) > 0:
+            if bucket.take(self.monotonic()) > 0:
                 return  # calls_per_second: the next one waits for a token
             attempt = self.store.start_attempt(contact.id, now)  # committed before the number leaves
             try:

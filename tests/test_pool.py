@@ -38,7 +38,7 @@ from voicebot.telephony.pool import (
     WorkerPool,
     WorkerStartError,
 )
-from voicebot.telephony.worker import WorkerSettings
+from voicebot.telephony.worker import WorkerSettings, customer_capacity
 
 # --- pacing: pure ------------------------------------------------------------------------------
 
@@ -53,6 +53,18 @@ def test_the_token_bucket_spaces_takes_by_its_rate_and_allows_its_burst() -> Non
     assert [burst.take(5.0) for _ in range(4)] == [0.0, 0.0, 0.0, pytest.approx(0.1)]
     assert burst.take(10.0) == 0.0  # refilled, never above its burst
     assert [burst.take(10.0) for _ in range(3)] == [0.0, 0.0, pytest.approx(0.1)]
+
+
+@pytest.mark.parametrize(("kept", "operator_legs", "customers"), [
+    (0, 0, 4),  # no bridging: every call is a customer's
+    (1, 0, 3),  # one call kept for the next operator leg
+    (1, 1, 2),  # a bridge up: its operator leg, and one still kept
+    (1, 2, 2),  # two bridges: both customers are with operators, nobody left to ask
+])
+def test_customer_capacity_keeps_a_call_for_the_next_operator_leg(kept: int, operator_legs: int, customers: int) -> None:
+    assert customer_capacity(4, kept, operator_legs) == customers
+    if customers > operator_legs:  # someone may still ask: their operator leg must fit
+        assert customers + operator_legs + kept <= 4
 
 
 def test_a_set_up_rate_near_the_pjsua_abort_limit_is_refused_before_any_worker_starts() -> None:

@@ -272,3 +272,63 @@ def test_an_operator_who_declines_or_never_accepts_sends_the_call_back(key, bare
     reason = record["handoff"]["reason"]
     assert ("pressed 2" in reason) if key else ("within 6 s" in reason), reason
     operator.wait_idle(timeout_s=10.0)  # the bot hung up the operator's leg
+
+
+def test_bridges_always_find_a_call_for_the_operator_leg(baresip, prompts, tmp_path: Path, capsys) -> None:
+    """A bridged handoff dials the operator from the customer's worker, whose pjsua takes K calls in all.
+
+    With a bridging dialplan a worker keeps one call free for the next operator leg
+    and counts the legs that are up: K = 4 takes 3 customers, 2 while one or two
+    bridges are up (the pool must not give it a customer who could not be handed off).
+    """
+    import time
+
+    from voicebot.audio.frames import write_wav
+    from voicebot.telephony.bot_session import BotSessions
+    from voicebot.telephony.messages import DialFailed, Ended, HandoffRequested
+    from voicebot.telephony.pool import NoCapacity, WorkerPool
+    from voicebot.telephony.worker import WorkerSettings
+
+    operator_wav = tmp_path / "operator.wav"
+    write_wav(operator_wav, b"".join(speak("sales team, good morning", NARROWBAND, snr_db=None)) + bytes(16000 * 40), 8000)
+    operator = baresip("operator", operator_wav)
+    dialplan = operator_dialplan(tmp_path, operator.uri, "bridge", warm=False)
+    track = rehearse(dialplan, prompts, ["how much does it cost"], tail_ms=12000)
+    wav = track.write(tmp_path / "customer.wav", NARROWBAND.rate_hz)
+    customers = baresip("anna", wav)  # two calls to one baresip user: each plays the WAV from its start
+    trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{customers.sip_port}")
+    settings = WorkerSettings(trunk, BotSessions(dialplan, prompts, calls_dir=tmp_path / "calls"))
+    pool = WorkerPool(settings, concurrency=3)
+    events, ended, least_free, refused = [], {}, None, None
+    try:
+        assert (pool.workers, pool.capacity) == (1, 3)  # K = 4: one call kept for an operator leg
+        for attempt_id in ("c1", "c2"):
+            pool.dial(attempt_id, "anna", tuple(CONTACT.items()))
+        deadline = time.monotonic() + 90
+        while len(ended) < 2:
+            assert time.monotonic() < deadline, f"the calls did not end within 90 s: {events}"
+            if (pooled := pool.next_event(0.2)) is not None:
+                events.append(pooled.event)
+                if isinstance(pooled.event, (Ended, DialFailed)):
+                    ended[pooled.event.attempt_id] = pooled.event
+            if sum(isinstance(e, HandoffRequested) for e in events) == 2 and not ended:
+                least_free = pool.free_slots if least_free is None else min(least_free, pool.free_slots)
+                if least_free == 0 and refused is None:
+                    try:
+                        pool.dial("c3", "nobody", ())
+                        refused = False
+                    except NoCapacity:
+                        refused = True
+        back = time.monotonic() + 10
+        while pool.free_slots < 3 and time.monotonic() < back:  # the workers' Capacity after the operator legs are gone
+            pool.next_event(0.2)
+        free_after = pool.free_slots
+    finally:
+        codes = pool.close(timeout_s=15)
+    assert set(codes.values()) == {0}, codes
+    with capsys.disabled():
+        print(f"\n  two bridges on one worker: {[e.handoff for e in ended.values()]}; free slots while both were up: "
+              f"{least_free} (a third customer refused: {refused}); afterwards {free_after}")
+    assert all(isinstance(e, Ended) and e.handoff == "bridged" for e in ended.values()), ended
+    assert least_free == 0 and refused is True  # bridges up: 2 customers at most, and both are here
+    assert free_after == 3

@@ -52,6 +52,13 @@ class BotSessions:
             prompts = PromptCache(self.prompt_dir, make_tts(speech.tts, speech.language, self.models_dir))
             self._loaded = _Loaded(loaded, prompts, make_asr_engine(speech.asr, speech.language, self.models_dir))
 
+    @property
+    def operator_legs(self) -> int:
+        """A bridged handoff dials the operator from the customer's worker: keep one call of each worker for it."""
+        self.prepare()
+        assert self._loaded is not None
+        return int(any(op.mode == "bridge" for op in self._loaded.dialplan.dialplan.operators.values()))
+
     def __call__(self, attempt_id: str, fmt: AudioFormat, contact: dict[str, str]) -> CallSession:
         self.prepare()
         assert self._loaded is not None

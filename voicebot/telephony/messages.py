@@ -37,8 +37,15 @@ Command = Dial | Hangup | Stop
 
 @dataclass(frozen=True)
 class Ready:
-    max_calls: int  # K: calls this worker's pjsua build takes at once
+    max_calls: int  # customer calls this worker takes at once: K, less the calls kept for operator legs
     local_address: str
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The customer calls a worker takes now: fewer while bridged handoffs hold operator legs."""
+
+    max_calls: int
 
 
 @dataclass(frozen=True)
@@ -126,5 +133,5 @@ class Stopped:
 
 
 WorkerEvent = (
-    Ready | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | ScriptProgress | HandoffRequested | Ended | Stopped
+    Ready | Capacity | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | ScriptProgress | HandoffRequested | Ended | Stopped
 )

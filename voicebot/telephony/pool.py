@@ -1,7 +1,9 @@
 """A pool of media workers: enough processes for a campaign's concurrency, one stream of events.
 
-- It starts ``ceil(concurrency / K)`` ``WorkerProcess``es, K being what each
-  worker's pjsua build takes at once (its ``Ready.max_calls``).
+- It starts ``ceil(concurrency / K)`` ``WorkerProcess``es, K being the customer
+  calls each worker takes at once (its ``Ready.max_calls``: what its pjsua build
+  takes, less one kept for an operator leg when the dialplan bridges handoffs;
+  a worker's ``Capacity`` lowers it while bridges hold operator legs).
 - ``dial()`` puts a call on the live worker with the most free slots, never
   above K on any worker nor above the pool's concurrency; when every slot is
   taken it raises ``NoCapacity`` (nothing reaches pjsua2).
@@ -36,6 +38,7 @@ from voicebot.errors import ConfigError, SipError
 from voicebot.telephony import outcomes
 from voicebot.telephony.messages import (
     Answered,
+    Capacity,
     Dial,
     DialFailed,
     Ended,
@@ -128,7 +131,7 @@ class _Slot:
 
     @property
     def free(self) -> int:
-        return self.max_calls - len(self.calls) if self.live else 0
+        return max(0, self.max_calls - len(self.calls)) if self.live else 0
 
 
 class WorkerPool:
@@ -400,6 +403,10 @@ class WorkerPool:
 
     def _take(self, slot: _Slot, event: WorkerEvent) -> None:
         with self._lock:
+            if isinstance(event, Capacity):  # the pool's own business: placement reads it, nobody else
+                slot.max_calls = event.max_calls
+                self._lock.notify_all()
+                return
             attempt_id = getattr(event, "attempt_id", None)
             call = slot.calls.get(attempt_id) if attempt_id is not None else None
             if isinstance(event, Answered) and call is not None:

@@ -41,6 +41,7 @@ from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
 from voicebot.telephony.media_port import MediaPort
 from voicebot.telephony.messages import (
     Answered,
+    Capacity,
     Command,
     Dial,
     DialFailed,
@@ -92,7 +93,9 @@ class MediaSession(Protocol):
 
 
 # (attempt_id, fmt, contact fields) -> session; picklable for spawn. A factory may
-# have prepare(), called once in the worker before it reports Ready (load models there).
+# have prepare(), called once in the worker before it reports Ready (load models there),
+# and ``operator_legs`` (int, read after prepare()): pjsua calls to keep free for the
+# operator legs of bridged handoffs, which the customer calls may then not take.
 SessionFactory = Callable[[str, AudioFormat, dict[str, str]], MediaSession]
 
 
@@ -225,6 +228,8 @@ class MediaWorker:
         self._closed: set[str] = set()  # sessions done with: their legs may be reaped
         self._events: queue.Queue | None = None
         self._sessions: _SessionThread | None = None
+        self._kept_for_operators = 0
+        self._capacity = 0  # customer calls taken at once, as last reported
 
     def run(self, commands: queue.Queue, events: queue.Queue) -> None:
         self._events = events
@@ -238,7 +243,13 @@ class MediaWorker:
             prepare = getattr(self.settings.session_factory, "prepare", None)
             if prepare is not None:
                 prepare()
-            events.put(Ready(self._sip.max_calls, self._sip.local_address))
+            self._kept_for_operators = kept = int(getattr(self.settings.session_factory, "operator_legs", 0))
+            if self._sip.max_calls - kept < 1:
+                events.put(WorkerFailed("sip-no-room-for-operator", f"this pjsua build takes {self._sip.max_calls} calls at once: "
+                                        f"none left for customers after {kept} kept for bridged handoffs' operator legs"))
+                return
+            self._capacity = customer_capacity(self._sip.max_calls, kept, 0)
+            events.put(Ready(self._capacity, self._sip.local_address))
             while self._step(commands):
                 pass
             self._hang_up_all()
@@ -268,7 +279,15 @@ class MediaWorker:
         self._take_notices()
         self._check_timers(time.monotonic())
         self._reap()
+        self._report_capacity()
         return True
+
+    def _report_capacity(self) -> None:
+        operator_legs = sum(1 for leg in self._legs.values() if not _operator_gone(leg))
+        capacity = customer_capacity(self._sip.max_calls, self._kept_for_operators, operator_legs)
+        if capacity != self._capacity:
+            self._capacity = capacity
+            self._emit(Capacity(capacity))
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -634,6 +653,19 @@ def _close_ports(leg: _Leg) -> None:
         leg.port.close()
     if leg.handoff is not None and leg.handoff.operator_port is not None:
         leg.handoff.operator_port.close()
+
+
+def customer_capacity(k: int, kept: int, operator_legs: int) -> int:
+    """Customer calls a worker whose pjsua takes ``k`` calls may carry.
+
+    A bridged handoff's operator leg is a pjsua call too, held for the whole talk with the
+    operator. Customers not yet handed off may still ask, so ``kept`` calls stay free for
+    the next operator legs: customers + operator legs + kept <= k, unless every customer
+    on the worker is already with an operator (then nobody is left to ask).
+    """
+    if not kept:
+        return k - operator_legs
+    return max(operator_legs, k - kept - operator_legs)
 
 
 def _operator_gone(leg: _Leg) -> bool:

@@ -307,3 +307,41 @@ def test_flush_without_audio_is_an_empty_final(case):
 def _rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * 4096 / 1e6
+
+
+def test_free_text_decoders_are_ready_before_the_call_and_come_back_after_it(say):
+    import gc
+
+    from voicebot.speech.sphinx_asr import PocketSphinxEngine
+
+    engine = PocketSphinxEngine("en")  # its own: the session's shared engine stays as other tests left it
+    engine.keep_free_text_decoders(2)
+    assert engine.spare_decoders() == 2
+    first, second = engine.stream(NARROWBAND.rate_hz), engine.stream(NARROWBAND.rate_hz)
+    assert engine.spare_decoders() == 0
+    third = engine.stream(NARROWBAND.rate_hz)  # more calls than spares: a decoder of its own, loaded when needed
+    for stream in (first, third):
+        stream.set_vocabulary(["yes please", "no thanks"])
+        assert recognise(stream, say("no thanks"))[1].text == "no thanks"
+        stream.set_vocabulary(None)
+        assert set(recognise(stream, say("remove me from your list"))[1].text.split()) - {"yes", "please", "no", "thanks"}
+    first.set_vocabulary(["yes please", "no thanks"])
+    first.push(say("yes please")[:3200])  # the call ends in the middle of an answer
+    del first, second, third
+    gc.collect()
+    assert engine.spare_decoders() == 2  # the two spares are back; a stream's own decoder is not kept
+    again = engine.stream(NARROWBAND.rate_hz)  # a new call on a decoder the first call used
+    again.set_vocabulary(["maybe later", "call me tomorrow"])  # not the old call's grammar, though named alike
+    assert recognise(again, say("maybe later"))[1].text == "maybe later"
+
+
+def test_decoders_for_free_text_are_made_ready_only_for_dialplans_with_free_text_answers(tmp_path, monkeypatch):
+    from voicebot.speech.sphinx_asr import PocketSphinxEngine
+    from voicebot.telephony.bot_session import FREE_TEXT_DECODERS, BotSessions
+
+    kept: list[int] = []
+    monkeypatch.setattr(PocketSphinxEngine, "keep_free_text_decoders", lambda self, count: kept.append(count))
+    BotSessions(Path(__file__).parent.parent / "dialplans" / "demo_en.yaml", tmp_path).prepare()  # discovery: own words
+    assert kept == [FREE_TEXT_DECODERS]
+    BotSessions(Path(__file__).parent / "data" / "campaign" / "campaign.yaml", tmp_path).prepare()  # intents only
+    assert kept == [FREE_TEXT_DECODERS]

@@ -312,6 +312,12 @@ class CompiledNode:
 
     language: str = "en"
 
+    @property
+    def listens(self) -> bool:
+        """The node waits for an answer: it neither hands the call over, hangs up nor moves on by itself."""
+        n = self.node
+        return not (n.transfer or n.hangup or n.next)
+
     def vocabulary(self) -> list[str]:
         """Every phrase this node expects (intents, globals, what its capture slot may be), for a
         restricted ASR grammar; empty when the node takes free text (no grammar)."""

@@ -35,7 +35,8 @@ lattice, not in the audio). Real-time factor per stream: ~0.03 for 60-90
 phrases, ~0.08 for 523; a grammar of 523 phrases compiles in ~2 ms and loads
 into a decoder in ~20 ms, once per stream (the stream keeps its last 8
 grammars compiled). The n-gram model costs about real time, and gets almost
-every word wrong on such audio. PocketSphinx holds the GIL while it decodes:
+every word wrong on such audio (``_LM_OPTIONS`` make it ~5x cheaper, no
+worse). PocketSphinx holds the GIL while it decodes:
 two threads take twice as long as one, so it belongs in a speech process, not
 a media worker.
 
@@ -54,6 +55,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -85,6 +87,12 @@ _NARROWBAND_CMN = "59.06,24.05,-49.89,45.99,-35.92,8.21,7.07,-28.59,23.27,-21.51
 # defaults (1e-48, 1e-48, 7e-29): the right phrase is pruned early on noisy audio.
 _DECODER_OPTIONS = {"bestpath": False, "beam": 1e-60, "pbeam": 1e-60, "wbeam": 1e-40}
 _LM = "lm"
+# The n-gram search (free-text answers) only: no second forward pass and caps on the
+# HMMs and words alive per frame. With the grammar beams alone it ran at ~1x real time
+# and its end_utt took 0.3-0.9 s, all of it holding the GIL, which stalled the media
+# clock of every call on the worker. With these: ~0.2x real time, end_utt ~30 ms, and
+# words no worse on the same Piper and espeak answers (mostly wrong either way).
+_LM_OPTIONS = {"fwdflat": False, "maxhmmpf": 3000, "maxwpf": 10}
 _MAX_GRAMMAR_SEARCHES = 8  # grammars kept compiled per stream: switching back to one is free
 _NO_SEARCH = object()  # a new decoder has none; the first utterance sets one up
 _JSGF_WORD = re.compile(r"^[\w'.-]+$")  # JSGF would read any other character as syntax
@@ -138,6 +146,8 @@ class PocketSphinxEngine:
                            code="asr-model-invalid") from exc
         self._lm: NGramModel | None = None
         self._lm_lock = threading.Lock()
+        self._spares: list[Decoder] = []  # narrowband decoders with the whole dictionary and the n-gram search
+        self._spares_lock = threading.Lock()
         self.grammar = lru_cache(maxsize=256)(self._grammar)  # built (and warned about) once per vocabulary
 
     def stream(self, rate_hz: int = 8000) -> PocketSphinxStream:
@@ -148,6 +158,57 @@ class PocketSphinxEngine:
         cmn = {"cmninit": _NARROWBAND_CMN} if narrowband else {}
         return Decoder(hmm=str(self.model.hmm), dict=None, lm=None, samprate=MODEL_RATE_HZ, loglevel="FATAL", dither=True,
                        **_DECODER_OPTIONS, **cmn)
+
+    def keep_free_text_decoders(self, count: int) -> None:
+        """Have ``count`` narrowband decoders ready for free-text answers, for the streams to take.
+
+        A stream's first free-text answer otherwise loads the whole dictionary and adds
+        the n-gram search (~0.35 s, all of it holding the GIL, which stalls the media
+        clock of every call of a worker). Built here, before the model host forks the
+        workers, each worker starts with its own; a stream gives its decoder back when
+        it is gone. ~35 MB each.
+        """
+        built = []
+        while len(self._spares) + len(built) < count:
+            decoder = self.decoder(narrowband=True)
+            self.add_language_model(decoder)
+            built.append(decoder)
+        with self._spares_lock:
+            self._spares.extend(built)
+
+    def spare_decoders(self) -> int:
+        with self._spares_lock:
+            return len(self._spares)
+
+    def _take_spare(self) -> Decoder | None:
+        with self._spares_lock:
+            return self._spares.pop() if self._spares else None
+
+    def _give_back(self, decoder: Decoder, searches: dict) -> None:
+        # a stream's finalizer, in whatever thread dropped the stream: nobody else holds this decoder
+        try:
+            decoder.end_utt()  # the call may have ended mid-answer
+        except RuntimeError:
+            pass
+        decoder.activate_search(_LM)
+        for name in searches.values():
+            decoder.remove_search(name)
+        decoder.set_cmn(_NARROWBAND_CMN)  # the next call starts from the channel's mean, as a new decoder does
+        with self._spares_lock:
+            self._spares.append(decoder)
+
+    def add_language_model(self, decoder: Decoder) -> None:
+        """The whole dictionary and the n-gram search (with ``_LM_OPTIONS``) into ``decoder``."""
+        decoder.load_dict(str(self.model.dictionary))
+        config = decoder.config  # a search reads its options from the config when it is added
+        grammar_options = {key: config[key] for key in _LM_OPTIONS}
+        for key, value in _LM_OPTIONS.items():
+            config[key] = value
+        try:
+            decoder.add_lm(_LM, self.language_model())
+        finally:
+            for key, value in grammar_options.items():
+                config[key] = value
 
     def language_model(self) -> NGramModel:
         """The n-gram model, loaded on first use and shared: each stream's search over it still costs ~33 MB."""
@@ -192,12 +253,16 @@ class PocketSphinxStream:
     def __init__(self, engine: PocketSphinxEngine, rate_hz: int) -> None:
         self.engine = engine
         self.rate_hz = rate_hz
-        self._decoder = engine.decoder(narrowband=rate_hz < MODEL_RATE_HZ)
+        narrowband = rate_hz < MODEL_RATE_HZ
+        spare = engine._take_spare() if narrowband else None
+        self._decoder = spare or engine.decoder(narrowband=narrowband)
         self._words: set[str] = set()  # in the decoder's dictionary
-        self._full_dictionary = False
+        self._full_dictionary = spare is not None
         self._wanted: SphinxGrammar | None = None  # for the next utterance; None: the n-gram model
         self._applied: SphinxGrammar | None | object = _NO_SEARCH
         self._searches: dict[SphinxGrammar, str] = {}  # compiled grammars, oldest first
+        if spare is not None:
+            weakref.finalize(self, engine._give_back, spare, self._searches)
         self._next_search = 0
         self._resampler: StreamResampler | None = None  # set while an utterance is open
         self._partial = ""
@@ -269,8 +334,7 @@ class PocketSphinxStream:
 
     def _use_language_model(self) -> None:
         if not self._full_dictionary:
-            self._decoder.load_dict(str(self.engine.model.dictionary))
-            self._decoder.add_lm(_LM, self.engine.language_model())
+            self.engine.add_language_model(self._decoder)  # ~0.35 s holding the GIL: see keep_free_text_decoders
             self._full_dictionary = True
         self._decoder.activate_search(_LM)
 

@@ -25,6 +25,9 @@ from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.tts import make_tts
 
+# Calls of one worker that may be in a free-text answer at once: K of the PyPI pjsua2 build.
+FREE_TEXT_DECODERS = 4
+
 
 @dataclass
 class _Loaded:
@@ -50,7 +53,11 @@ class BotSessions:
             loaded = load_dialplan(self.dialplan_path)
             speech = loaded.dialplan.speech
             prompts = PromptCache(self.prompt_dir, make_tts(speech.tts, speech.language, self.models_dir))
-            self._loaded = _Loaded(loaded, prompts, make_asr_engine(speech.asr, speech.language, self.models_dir))
+            asr = make_asr_engine(speech.asr, speech.language, self.models_dir)
+            keep = getattr(asr, "keep_free_text_decoders", None)
+            if keep is not None and any(n.listens and not n.vocabulary() for n in loaded.graph.nodes.values()):
+                keep(FREE_TEXT_DECODERS)  # before the model host forks: no call loads the n-gram model mid-answer
+            self._loaded = _Loaded(loaded, prompts, asr)
 
     @property
     def operator_legs(self) -> int:

@@ -7,7 +7,10 @@ what it hears. The bot runs PocketSphinx and Piper exactly as in a campaign.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,10 @@ from voicebot.session import CallSession
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.tts import make_tts
+from voicebot.telephony.bot_session import BotSessions
+from voicebot.telephony.messages import DialFailed, Ended, HandoffRequested
+from voicebot.telephony.pool import NoCapacity, WorkerPool
+from voicebot.telephony.worker import WorkerSettings
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "dialplans" / "demo_en.yaml"
@@ -51,31 +58,41 @@ def rehearse(dialplan: Path, prompts: Path, answers: list[str], **kwargs):
     return script_customer(CallSession(loaded.graph, asr.stream(NARROWBAND.rate_hz), cache, CONTACT), frames, **kwargs)
 
 
-def run_calls(dialplan: Path, prompts: Path, uri_port: int, numbers: dict[str, str], calls: Path, timeout_s: float = 120.0):
-    """Calls through one worker pool, as a campaign places them: ({attempt id: Ended}, the worker events)."""
-    import time
-
-    from voicebot.telephony.bot_session import BotSessions
-    from voicebot.telephony.messages import DialFailed, Ended
-    from voicebot.telephony.pool import WorkerPool
-    from voicebot.telephony.worker import WorkerSettings
-
+@contextlib.contextmanager
+def bot_pool(dialplan: Path, prompts: Path, uri_port: int, calls: Path, concurrency: int) -> Iterator[WorkerPool]:
+    """A worker pool running the dialplan's bot, its trunk at 127.0.0.1:``uri_port``; every worker must exit 0."""
     trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{uri_port}")
-    pool = WorkerPool(WorkerSettings(trunk, BotSessions(dialplan, prompts, calls_dir=calls)), concurrency=len(numbers))
-    events, ended = [], {}
+    pool = WorkerPool(WorkerSettings(trunk, BotSessions(dialplan, prompts, calls_dir=calls)), concurrency=concurrency)
     try:
-        for attempt_id, number in numbers.items():
-            pool.dial(attempt_id, number, tuple(CONTACT.items()))
-        deadline = time.monotonic() + timeout_s
-        while len(ended) < len(numbers):
-            assert time.monotonic() < deadline, f"the calls did not end within {timeout_s} s: {events}"
-            if (pooled := pool.next_event(1.0)) is not None:
-                events.append(pooled.event)
-                if isinstance(pooled.event, (Ended, DialFailed)):
-                    ended[pooled.event.attempt_id] = pooled.event
+        yield pool
     finally:
         codes = pool.close(timeout_s=15)
     assert set(codes.values()) == {0}, codes
+
+
+def until_ended(pool: WorkerPool, attempt_ids: Iterable[str], timeout_s: float, poll_s: float = 1.0,
+                each_turn: Callable[[list, dict], None] | None = None) -> tuple[dict, list]:
+    """The pool's events until each of these calls ended: ({attempt id: Ended or DialFailed}, every event).
+    ``each_turn(events, ended)`` runs after every wait, for a test to look at the pool while calls are up."""
+    wanted, events, ended = set(attempt_ids), [], {}
+    deadline = time.monotonic() + timeout_s
+    while not wanted <= ended.keys():
+        assert time.monotonic() < deadline, f"the calls did not end within {timeout_s} s: {events}"
+        if (pooled := pool.next_event(poll_s)) is not None:
+            events.append(pooled.event)
+            if isinstance(pooled.event, (Ended, DialFailed)):
+                ended[pooled.event.attempt_id] = pooled.event
+        if each_turn is not None:
+            each_turn(events, ended)
+    return ended, events
+
+
+def run_calls(dialplan: Path, prompts: Path, uri_port: int, numbers: dict[str, str], calls: Path, timeout_s: float = 120.0):
+    """Calls through one worker pool, as a campaign places them: ({attempt id: Ended}, the worker events)."""
+    with bot_pool(dialplan, prompts, uri_port, calls, concurrency=len(numbers)) as pool:
+        for attempt_id, number in numbers.items():
+            pool.dial(attempt_id, number, tuple(CONTACT.items()))
+        ended, events = until_ended(pool, numbers, timeout_s)
     assert all(isinstance(e, Ended) for e in ended.values()), ended
     return ended, events
 
@@ -163,7 +180,6 @@ def operator_dialplan(folder: Path, operator_uri: str, mode: str, warm: bool = F
 
 def test_a_blind_transfer_connects_the_customer_to_the_operator(baresip, prompts, tmp_path: Path, capsys) -> None:
     from voicebot.peers.customer import speak as say
-    from voicebot.telephony.messages import HandoffRequested
 
     operator_wav = tmp_path / "operator.wav"
     from voicebot.audio.frames import write_wav
@@ -212,7 +228,6 @@ def test_a_warm_bridge_briefs_the_operator_then_joins_the_legs(baresip, prompts,
     import threading
 
     from voicebot.audio.frames import write_wav
-    from voicebot.telephony.messages import HandoffRequested
 
     # the operator answers at once, hears the briefing, presses 1 after 9 s, then speaks
     operator_greeting = speak("sales team, good morning", NARROWBAND, snr_db=None)
@@ -324,13 +339,7 @@ def test_bridges_always_find_a_call_for_the_operator_leg(baresip, prompts, tmp_p
     and counts the legs that are up: K = 4 takes 3 customers, 2 while one or two
     bridges are up (the pool must not give it a customer who could not be handed off).
     """
-    import time
-
     from voicebot.audio.frames import write_wav
-    from voicebot.telephony.bot_session import BotSessions
-    from voicebot.telephony.messages import DialFailed, Ended, HandoffRequested
-    from voicebot.telephony.pool import NoCapacity, WorkerPool
-    from voicebot.telephony.worker import WorkerSettings
 
     operator_wav = tmp_path / "operator.wav"
     write_wav(operator_wav, b"".join(speak("sales team, good morning", NARROWBAND, snr_db=None)) + bytes(16000 * 40), 8000)
@@ -339,21 +348,12 @@ def test_bridges_always_find_a_call_for_the_operator_leg(baresip, prompts, tmp_p
     track = rehearse(dialplan, prompts, ["how much does it cost"], tail_ms=12000)
     wav = track.write(tmp_path / "customer.wav", NARROWBAND.rate_hz)
     customers = baresip("anna", wav)  # two calls to one baresip user: each plays the WAV from its start
-    trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{customers.sip_port}")
-    settings = WorkerSettings(trunk, BotSessions(dialplan, prompts, calls_dir=tmp_path / "calls"))
-    pool = WorkerPool(settings, concurrency=3)
-    events, ended, least_free, refused = [], {}, None, None
-    try:
-        assert (pool.workers, pool.capacity) == (1, 3)  # K = 4: one call kept for an operator leg
-        for attempt_id in ("c1", "c2"):
-            pool.dial(attempt_id, "anna", tuple(CONTACT.items()))
-        deadline = time.monotonic() + 90
-        while len(ended) < 2:
-            assert time.monotonic() < deadline, f"the calls did not end within 90 s: {events}"
-            if (pooled := pool.next_event(0.2)) is not None:
-                events.append(pooled.event)
-                if isinstance(pooled.event, (Ended, DialFailed)):
-                    ended[pooled.event.attempt_id] = pooled.event
+    least_free, refused = None, None
+
+    with bot_pool(dialplan, prompts, customers.sip_port, tmp_path / "calls", concurrency=3) as pool:
+
+        def while_both_are_bridged(events: list, ended: dict) -> None:
+            nonlocal least_free, refused
             if sum(isinstance(e, HandoffRequested) for e in events) == 2 and not ended:
                 least_free = pool.free_slots if least_free is None else min(least_free, pool.free_slots)
                 if least_free == 0 and refused is None:
@@ -362,13 +362,15 @@ def test_bridges_always_find_a_call_for_the_operator_leg(baresip, prompts, tmp_p
                         refused = False
                     except NoCapacity:
                         refused = True
+
+        assert (pool.workers, pool.capacity) == (1, 3)  # K = 4: one call kept for an operator leg
+        for attempt_id in ("c1", "c2"):
+            pool.dial(attempt_id, "anna", tuple(CONTACT.items()))
+        ended, _ = until_ended(pool, ("c1", "c2"), 90.0, poll_s=0.2, each_turn=while_both_are_bridged)
         back = time.monotonic() + 10
         while pool.free_slots < 3 and time.monotonic() < back:  # the workers' Capacity after the operator legs are gone
             pool.next_event(0.2)
         free_after = pool.free_slots
-    finally:
-        codes = pool.close(timeout_s=15)
-    assert set(codes.values()) == {0}, codes
     with capsys.disabled():
         print(f"\n  two bridges on one worker: {[e.handoff for e in ended.values()]}; free slots while both were up: "
               f"{least_free} (a third customer refused: {refused}); afterwards {free_after}")

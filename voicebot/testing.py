@@ -86,6 +86,10 @@ class FakeAsr:
         text = self._text()
         return [AsrResult(text, self.confidence, False)] if text else []
 
+    def peek(self) -> AsrResult:
+        text = self._text()
+        return AsrResult(text, self.confidence if text else 0.0, False)
+
     def flush(self) -> AsrResult:
         # the whole utterance: a real recogniser's final result sees all of it
         text = self.texts[self._utterance] if self._utterance is not None and self._voiced_ms else ""

@@ -1,6 +1,6 @@
 """Streaming speech recognition behind one small protocol (push / flush / reset).
 
-Engines (Vosk, PocketSphinx) implement ``AsrEngine``; one engine (and its model)
+Engines (Vosk, PocketSphinx, Whisper) implement ``AsrEngine``; one engine (and its model)
 is shared by every call of a process, each call gets its own ``AsrStream``.
 """
 
@@ -23,6 +23,11 @@ class AsrStream(Protocol):
     def push(self, pcm: bytes) -> list[AsrResult]:
         """Feed PCM16 mono at ``rate_hz``; returns partial results when the text changes, each
         the whole utterance so far (everything since the last flush or reset)."""
+
+    def peek(self) -> AsrResult:
+        """What has been said so far, without ending the utterance: the latest partial of a streaming
+        engine; an utterance-at-once engine (Whisper) decodes what it has. The session asks at a
+        pause in speech and while a barge-in waits for words."""
 
     def flush(self) -> AsrResult:
         """End of the utterance: the final result for everything pushed since the last flush/reset."""

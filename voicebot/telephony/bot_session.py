@@ -59,6 +59,14 @@ class BotSessions:
                 keep(FREE_TEXT_DECODERS)  # before the model host forks: no call loads the n-gram model mid-answer
             self._loaded = _Loaded(loaded, prompts, asr)
 
+    def warm(self) -> None:
+        """In the worker process, before its first call: what the speech engines cannot share across a fork."""
+        self.prepare()
+        assert self._loaded is not None
+        warm = getattr(self._loaded.asr, "warm", None)
+        if warm is not None:
+            warm()
+
     @property
     def operator_legs(self) -> int:
         """A bridged handoff dials the operator from the customer's worker: keep one call of each worker for it."""

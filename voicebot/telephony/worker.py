@@ -93,8 +93,9 @@ class MediaSession(Protocol):
 
 
 # (attempt_id, fmt, contact fields) -> session; picklable for spawn. A factory may
-# have prepare(), called once in the worker before it reports Ready (load models there),
-# and ``operator_legs`` (int, read after prepare()): pjsua calls to keep free for the
+# have prepare(), called once in the worker before it reports Ready (load models there;
+# the model host calls it before it forks), warm(), called in the worker after prepare()
+# (what cannot be forked: a Whisper model's threads), and ``operator_legs`` (int, read after prepare()): pjsua calls to keep free for the
 # operator legs of bridged handoffs, which the customer calls may then not take.
 SessionFactory = Callable[[str, AudioFormat, dict[str, str]], MediaSession]
 
@@ -243,6 +244,9 @@ class MediaWorker:
             prepare = getattr(self.settings.session_factory, "prepare", None)
             if prepare is not None:
                 prepare()
+            warm = getattr(self.settings.session_factory, "warm", None)
+            if warm is not None:
+                warm()
             self._kept_for_operators = kept = int(getattr(self.settings.session_factory, "operator_legs", 0))
             if self._sip.max_calls - kept < 1:
                 events.put(WorkerFailed("sip-no-room-for-operator", f"this pjsua build takes {self._sip.max_calls} calls at once: "

@@ -49,11 +49,14 @@ from voicebot.script.engine import (
 from voicebot.script.graph import ScriptGraph
 from voicebot.script.intents import function_words
 from voicebot.script.templates import render
-from voicebot.speech.asr import AsrStream
+from voicebot.speech.asr import AsrResult, AsrStream
 
 _COMPLETE_SCORE = 0.9  # a partial this close to an expected answer may end the turn early
 _PREROLL_MS = 400  # audio kept from before speech was confirmed, so ASR hears the onset
 _HOLD_PAUSE_MS = 4000  # between repeats of the hold prompt
+# Voiced time over a paused prompt at which a recogniser is asked for words (its partial, or a
+# decode for one without partials): before the barge-in detector gives up on words and resumes.
+_BARGE_IN_PEEK_MS = (400, 700)
 
 
 class PromptSource(Protocol):
@@ -276,6 +279,15 @@ class _Turn:
     onset_ms: int
     partial: str = ""
     complete: bool = False
+    peeked_ms: int = 0  # voiced time of the last peek a pending barge-in asked for
+
+
+@dataclass(frozen=True)
+class _HeldTurn:
+    """An answer heard before the answering-machine verdict: acted on only once a person is sure."""
+
+    text: str
+    confidence: float
 
 
 class CallSession:
@@ -325,6 +337,7 @@ class CallSession:
         self._idle_since: int | None = None  # listening, nothing playing, nobody speaking
         self._barge_in: dict[str, bool] = {}
         self._awaiting_reply: EndOfTurn | None = None
+        self._held_turn: _HeldTurn | None = None  # heard while the answering-machine verdict is open
         self._awaiting_node = ""
         self._voicemail: VoicemailDrop | None = None
         # the recording: what the person sent and what the bot sent, frame by frame
@@ -336,9 +349,9 @@ class CallSession:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, ts_ms: int = 0) -> None:
-        """The call was answered: queue the greeting at once."""
-        self._execute(self.engine.start(), ts_ms)
+    def start(self, ts_ms: int = 0, at: str | None = None) -> None:
+        """The call was answered: queue the greeting at once (or the question of node ``at``)."""
+        self._execute(self.engine.start(at), ts_ms)
 
     def dtmf(self, digit: str, ts_ms: int) -> None:
         if not self.ended and self.outcome is None:
@@ -472,6 +485,8 @@ class CallSession:
         if self._capturing:
             self._recognise(frame, ts_ms)
         if isinstance(event, SpeechStopped):
+            if self._capturing:  # a pause: an utterance-at-once recogniser tells its words now
+                self._take_partial(self.asr.peek())
             self._interrupt(self.bargein.speech_stopped(self.playout.remaining_ms()), ts_ms)
         self._interrupt(self.bargein.tick(ts_ms), ts_ms)
         if self.endpointer.in_turn and self._turn is not None:
@@ -509,13 +524,21 @@ class CallSession:
     def _recognise(self, frame: bytes, ts_ms: int) -> None:
         self._push(frame)
         if self.bargein.pending and self._turn is not None:
+            # the prompt is paused until words decide: ask a recogniser without partials for them
+            due = [ms for ms in _BARGE_IN_PEEK_MS if ms > self._turn.peeked_ms]
+            if not self._turn.partial and due and self.bargein.speech_ms >= due[0]:
+                self._turn.peeked_ms = due[0]
+                self._take_partial(self.asr.peek())
             self._interrupt(self.bargein.heard(self._turn.partial, self.playout.remaining_ms()), ts_ms)
 
     def _push(self, frame: bytes) -> None:
         for result in self.asr.push(frame):  # each result is the whole utterance so far
-            if self._turn is not None and result.text and result.text != self._turn.partial:
-                self._turn.partial = result.text
-                self._turn.complete = self._is_complete(result.text)
+            self._take_partial(result)
+
+    def _take_partial(self, result: AsrResult) -> None:
+        if self._turn is not None and result.text and result.text != self._turn.partial:
+            self._turn.partial = result.text
+            self._turn.complete = self._is_complete(result.text)
 
     def _is_complete(self, text: str) -> bool:
         if self._listening is None:
@@ -554,8 +577,15 @@ class CallSession:
         self._turn = None
         node = self._listening.node if self._listening else ""
         # an empty final with a partial left means the engine lost the tail: trust the partial half-way
-        actions = self.engine.handle(Heard(text, final.confidence if final.text else 0.5))
-        self._execute(actions, ts_ms)
+        confidence = final.confidence if final.text else 0.5
+        if self.amd is not None and self.amd.result is None:
+            # Who answered is not known yet: an answering machine's "is not available" must not
+            # end the call as not_interested. The answer waits for the verdict (a few seconds).
+            held = self._held_turn
+            self._held_turn = _HeldTurn(f"{held.text} {text}".strip() if held else text,
+                                        min(held.confidence, confidence) if held else confidence)
+        else:
+            self._execute(self.engine.handle(Heard(text, confidence)), ts_ms)
         compute_ms = (time.perf_counter() - started) * 1000
         self.log.append(CustomerSaid(ts_ms, node, text, final.confidence, end.reason, end.last_voice_ms, end.ts_ms, round(compute_ms, 2)))
         self._awaiting_reply, self._awaiting_node = end, node
@@ -587,8 +617,12 @@ class CallSession:
 
     def _amd(self, verdict: AmdResult, ts_ms: int) -> None:
         self.log.append(AmdVerdict(ts_ms, verdict.kind, verdict.reason))
+        held, self._held_turn = self._held_turn, None
         if verdict.kind != "machine" or self.engine.turns:
-            return  # a person, or someone already answered the script
+            # a person (or not sure, which counts as one), or someone already answered the script
+            if held is not None and self.outcome is None and self._voicemail is None:
+                self._execute(self.engine.handle(Heard(held.text, held.confidence)), ts_ms)
+            return
         for done in self.playout.clear(ts_ms):
             self._prompt_finished(done)
         self._listening = None

@@ -75,6 +75,11 @@ class BargeInDetector:
         self._speech_ms = 0
 
     @property
+    def speech_ms(self) -> int:
+        """Voiced time since the onset of the pending interruption."""
+        return self._speech_ms
+
+    @property
     def pending(self) -> bool:
         return self._pending_since is not None
 

@@ -123,7 +123,20 @@ class Turn:
     confidence: float | None = None
     intent: str | None = None
     score: float | None = None
-    result: str = ""  # intent | global | capture | no_match | no_input | low_confidence
+    # intent | global | capture | no_match | no_input | low_confidence | confirm (asked before acting on
+    # ``intent``) | confirmed | not_confirmed (the answer to that question)
+    result: str = ""
+
+
+@dataclass(frozen=True)
+class _Unconfirmed:
+    """An intent heard with too little confidence to act on: asked about, waiting for yes or no."""
+
+    intent: str
+    route: Route
+    is_global: bool
+    text: str
+    score: float
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ class ScriptEngine:
         self._no_match = 0
         self._transferring = False
         self._chain = 0
+        self._unconfirmed: _Unconfirmed | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -183,11 +197,14 @@ class ScriptEngine:
             raise ScriptError("the conversation has not started", code="engine-not-started")
         return self.graph.nodes[self._current]
 
-    def start(self) -> list[Action]:
+    def start(self, at: str | None = None) -> list[Action]:
+        """Enter the script's start node, or ``at`` (a benchmark or a test asking one node's question)."""
         if self._current is not None:
             raise ScriptError("the conversation has already started", code="engine-started")
+        if at is not None and at not in self.graph.nodes:
+            raise ScriptError(f"no node '{at}' in the script", code="engine-unknown-node")
         actions: list[Action] = []
-        self._enter(self.graph.start, actions)
+        self._enter(at or self.graph.start, actions)
         return actions
 
     def handle(self, event: Event) -> list[Action]:
@@ -236,6 +253,8 @@ class ScriptEngine:
             self._silence(actions)
             return
         node = self.node
+        if self._unconfirmed is not None and self._confirmation(text, event.confidence, actions):
+            return
         self.transcript.append(("customer", text))
         if event.confidence < node.min_confidence:
             self.turns.append(Turn(node.id, "heard", text, event.confidence, result="low_confidence"))
@@ -244,6 +263,14 @@ class ScriptEngine:
         match = node.matcher.match(text) if node.matcher else None
         if match:
             route, is_global = node.route_for(match.intent)
+            confirm = node.confirms.get(match.intent)
+            if confirm is not None and min(match.score, event.confidence) < confirm.below and self.graph.confirm_matcher:
+                self.turns.append(Turn(node.id, "heard", text, event.confidence, match.intent, round(match.score, 3), "confirm"))
+                self._unconfirmed = _Unconfirmed(match.intent, route, is_global, text, match.score)
+                question = confirm.say or self.graph.dialplan.script.defaults.confirm_say
+                self._say(f"{node.id}#confirm:{match.intent}", question, node.barge_in, actions, heard=text)
+                self._listen(actions)
+                return
             kind = "global" if is_global else "intent"
             self.turns.append(Turn(node.id, "heard", text, event.confidence, match.intent, round(match.score, 3), kind))
             self._follow(route, f"{node.id}@{match.intent}", text, actions)
@@ -259,7 +286,26 @@ class ScriptEngine:
         self.turns.append(Turn(node.id, "heard", text, event.confidence, result="no_match"))
         self._no_match_or_fallback(actions)
 
+    def _confirmation(self, text: str, confidence: float, actions: list[Action]) -> bool:
+        """The answer to "just to be sure...?": True when it was a yes or a no (and has been acted on);
+        any other answer is taken as a new answer to the node's own question."""
+        pending, self._unconfirmed = self._unconfirmed, None
+        assert pending is not None and self.graph.confirm_matcher is not None
+        node = self.node
+        answer = self.graph.confirm_matcher.match(text) if confidence >= node.min_confidence else None
+        if answer is None:
+            return False
+        self.transcript.append(("customer", text))
+        if answer.intent == "yes":
+            self.turns.append(Turn(node.id, "heard", text, confidence, pending.intent, round(pending.score, 3), "confirmed"))
+            self._follow(pending.route, f"{node.id}@{pending.intent}", pending.text, actions)
+        else:
+            self.turns.append(Turn(node.id, "heard", text, confidence, pending.intent, round(pending.score, 3), "not_confirmed"))
+            self._no_match_or_fallback(actions)
+        return True
+
     def _silence(self, actions: list[Action]) -> None:
+        self._unconfirmed = None  # a question left unanswered is not a yes
         node = self.node
         self.turns.append(Turn(node.id, "silence", result="no_input"))
         self._no_input += 1
@@ -269,6 +315,7 @@ class ScriptEngine:
         self._give_up(node.node.on_no_input.next, "no_input", actions)
 
     def _dtmf(self, event: Dtmf, actions: list[Action]) -> None:
+        self._unconfirmed = None
         node = self.node
         route = node.node.dtmf.get(event.digit)
         self.transcript.append(("customer", f"[DTMF {event.digit}]"))
@@ -341,7 +388,10 @@ class ScriptEngine:
 
     def _listen(self, actions: list[Action]) -> None:
         node = self.node
-        actions.append(Listen(node.id, tuple(node.vocabulary()), node.no_input_timeout_s, bool(node.node.dtmf)))
+        vocabulary = node.vocabulary()
+        if self._unconfirmed is not None and vocabulary and self.graph.confirm_matcher is not None:
+            vocabulary = list(dict.fromkeys([*self.graph.confirm_matcher.vocabulary(), *vocabulary]))
+        actions.append(Listen(node.id, tuple(vocabulary), node.no_input_timeout_s, bool(node.node.dtmf)))
 
     def _reprompt(self, own: Prompt | None, default: Prompt, kind: str, actions: list[Action]) -> None:
         node = self.node
@@ -373,8 +423,9 @@ class ScriptEngine:
         self.outcome = outcome
         actions.append(Hangup(outcome))
 
-    def _say(self, prompt_id: str, prompt: Prompt, barge_in: bool, actions: list[Action]) -> None:
-        text = render(prompt.text, self.values(), where=f"prompt {prompt_id}") if prompt.text else None
+    def _say(self, prompt_id: str, prompt: Prompt, barge_in: bool, actions: list[Action], **extra: str) -> None:
+        values = {**self.values(), **extra} if extra else self.values()
+        text = render(prompt.text, values, where=f"prompt {prompt_id}") if prompt.text else None
         wav = self.graph.base_dir / prompt.wav if prompt.wav else None
         self.transcript.append(("bot", text or f"[{prompt.wav}]"))
         actions.append(Say(prompt_id, self._current or "", text, wav, barge_in))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from voicebot.config import SYSTEM_OUTCOMES, Dialplan, Node, Prompt, Route
+from voicebot.config import SYSTEM_OUTCOMES, Confirm, Dialplan, Node, Prompt, Route
 from voicebot.script.intents import IntentMatcher, IntentSpec
 from voicebot.script.slot_phrases import slot_phrases
 from voicebot.script.templates import template_fields, template_syntax_error
@@ -309,6 +309,8 @@ class CompiledNode:
     no_input_reprompt: Prompt
     no_match_reprompt: Prompt
     min_confidence: float
+    # intents asked about before they are acted on, when heard with less confidence than ``below``
+    confirms: dict[str, Confirm] = field(default_factory=dict)
 
     language: str = "en"
 
@@ -333,11 +335,23 @@ class CompiledNode:
         return self.global_routes[intent], True
 
 
+# What answers "just to be sure: ...?", besides the script's own "yes"/"no" intents when it has them.
+_CONFIRM_ANSWERS = {
+    "en": {"yes": ("yes", "yeah", "yep", "yes please", "that's right", "correct", "exactly", "right", "sure",
+                   "yes i did", "that is what i said", "absolutely", "uh-huh"),
+           "no": ("no", "nope", "no i did not", "that's not what i said", "not at all", "wrong", "that's wrong",
+                  "no no", "i didn't say that")},
+    "ru": {"yes": ("да", "ага", "угу", "верно", "правильно", "да да", "именно", "конечно", "точно", "да именно так"),
+           "no": ("нет", "неа", "не так", "нет я не это сказал", "неправильно", "нет нет", "я не это имел в виду")},
+}
+
+
 @dataclass
 class ScriptGraph:
     dialplan: Dialplan
     base_dir: Path
     nodes: dict[str, CompiledNode] = field(default_factory=dict)
+    confirm_matcher: IntentMatcher | None = None  # yes / no to a confirmation question
 
     @property
     def start(self) -> str:
@@ -352,6 +366,11 @@ class ScriptGraph:
         script = dialplan.script
         d = script.defaults
         graph = cls(dialplan, base_dir)
+        lang = dialplan.speech.language.split("-")[0].lower()
+        answers = _CONFIRM_ANSWERS.get(lang, {"yes": (), "no": ()})
+        specs = [IntentSpec(k, tuple(dict.fromkeys((*answers[k], *(script.intents[k].phrases if k in script.intents else ())))))
+                 for k in ("yes", "no")]
+        graph.confirm_matcher = IntentMatcher(specs, dialplan.speech.language, d.threshold) if all(x.phrases for x in specs) else None
         for node_id, node in script.nodes.items():
             if node.global_intents is True:
                 globals_ = dict(script.global_intents)
@@ -375,9 +394,40 @@ class ScriptGraph:
                 no_input_reprompt=node.on_no_input.reprompt or node.reprompt or d.no_input_reprompt,
                 no_match_reprompt=node.on_no_match.reprompt or d.no_match_reprompt,
                 min_confidence=d.min_confidence if node.min_confidence is None else node.min_confidence,
+                confirms=_confirms(node, globals_, script),
                 language=dialplan.speech.language,
             )
         return graph
+
+
+def _confirms(node: Node, globals_: dict[str, Route], script) -> dict[str, Confirm]:
+    """Each intent's own confirmation, or the default one for an answer that would end the call."""
+    out = {}
+    for name, route in {**globals_, **node.intents}.items():
+        lib = script.intents.get(name)
+        confirm = route.confirm or (lib.confirm if lib else None)
+        if confirm is None and script.defaults.confirm_below > 0 and _ends_call(route, script.nodes):
+            confirm = Confirm(below=script.defaults.confirm_below)
+        if confirm is not None:
+            out[name] = confirm
+    return out
+
+
+def _ends_call(route: Route, nodes: dict[str, Node]) -> bool:
+    """The route hangs up, at once or after nodes that only speak (no listening, no transfer)."""
+    if route.hangup:
+        return True
+    seen: set[str] = set()
+    target = route.next
+    while target and target in nodes and target not in seen:
+        seen.add(target)
+        n = nodes[target]
+        if n.hangup:
+            return True
+        if n.transfer or not n.next:
+            return False
+        target = n.next
+    return False
 
 
 def _spec(name: str, route: Route, script, is_global: bool) -> IntentSpec:

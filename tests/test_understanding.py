@@ -202,3 +202,149 @@ def test_a_negation_never_books_a_meeting_nor_hands_off(language, node, graph, g
         reached = set(engine.path[1:])
         assert not reached & {"propose_meeting", "confirm_meeting", "goodbye_meeting", "handoff_request", "handoff_buying"}, (text, engine.path)
         assert engine.outcome not in ("meeting_booked", "handoff") and not any(a.__class__.__name__ == "Transfer" for a in actions)
+
+
+# --- two-pass recognition: the grammar's hypothesis only where it sounds like what was heard ------------
+
+
+def test_a_garbled_open_text_takes_the_grammar_hypothesis_that_sounds_like_it_and_confirms_it(graph):
+    engine = started(graph)
+    actions = engine.handle(Heard("Make me of your lip.", 0.55, alternatives=(("take me off your list", 0.9),)))
+    turn = engine.turns[-1]
+    assert turn.result == "confirm" and turn.intent == "dnc" and turn.text == "take me off your list"
+    assert turn.confidence is not None and turn.confidence < 0.9
+    assert engine.outcome is None and any("stop calling you" in t for t in said(actions))
+
+
+def test_a_grammar_hypothesis_unlike_the_open_text_is_never_taken(graph):
+    # the grammar forced a paraphrase onto a phrase; the open-vocabulary text says otherwise
+    engine = started(graph)
+    engine.handle(Heard("Sorry, my dog just knocked the coffee over.", 0.8, alternatives=(("do not call me", 0.95),)))
+    assert engine.turns[-1].result == "no_match" and engine.outcome is None
+
+
+def test_the_open_text_wins_when_it_matches(graph):
+    engine = started(graph)
+    engine.handle(Heard("how much does it cost", 0.8, alternatives=(("stop calling me", 0.95),)))
+    assert engine.path[-1] == "handoff_buying"
+
+
+def test_something_heard_that_the_open_pass_could_not_tell_is_a_no_match_not_a_silence(graph):
+    engine = started(graph)
+    engine.handle(Heard("", 0.0, alternatives=(("yes", 0.3),)))  # the grammar unsure too
+    assert engine.turns[-1].result == "no_match" and engine.turns[-1].kind == "heard"
+
+
+def test_two_pass_stream_partials_from_the_grammar_text_from_the_open_pass():
+    from voicebot.speech.asr import AsrResult
+    from voicebot.speech.two_pass import TwoPassStream
+
+    class Stub:
+        rate_hz = 8000
+
+        def __init__(self, text, partial=""):
+            self.text, self.partial, self.pushed, self.vocab = text, partial, 0, "unset"
+
+        def set_vocabulary(self, phrases):
+            self.vocab = phrases
+
+        def push(self, pcm):
+            self.pushed += 1
+            return [AsrResult(self.partial, 1.0, False)] if self.partial else []
+
+        def peek(self):
+            return AsrResult(self.partial or self.text, 0.7, False)
+
+        def flush(self):
+            return AsrResult(self.text, 0.6, True)
+
+        def reset(self):
+            pass
+
+    open_pass, grammar = Stub("Take me off your lute."), Stub("take me off your list", partial="take me off")
+    stream = TwoPassStream(open_pass, grammar)
+    stream.set_vocabulary(["take me off your list", "yes"])
+    pushed = stream.push(b"\0" * 320)
+    assert [(r.text, r.alternatives) for r in pushed] == [("", (("take me off", 1.0),))]  # a hint, not the text
+    peeked = stream.peek()  # at a pause: what the open pass hears decides whether the answer is complete
+    assert peeked.text == "Take me off your lute." and peeked.alternatives == (("take me off", 0.7),)
+    final = stream.flush()
+    assert final.text == "Take me off your lute." and final.alternatives == (("take me off your list", 0.6),)
+    stream.set_vocabulary(None)  # free text: the open pass alone, the grammar not even fed
+    before = grammar.pushed
+    assert stream.push(b"\0" * 320) == [] and grammar.pushed == before
+    assert stream.flush().alternatives == ()
+
+
+# --- the real recognisers on spoken answers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def english_two_pass():
+    from voicebot.config import AsrSettings
+    from voicebot.speech.select import make_asr_engine
+
+    engine = make_asr_engine(AsrSettings(), "en")
+    assert engine.name == "whisper+pocketsphinx"
+    return engine
+
+
+def spoken(text: str, voice: str, snr_db: float, seed: int = 1) -> list[bytes]:
+    from voicebot.peers.customer import speak
+
+    return [NARROWBAND.silence()] * 10 + speak(text, NARROWBAND, voice=voice, snr_db=snr_db, seed=seed) + [NARROWBAND.silence()] * 60
+
+
+def first_reply(graph, asr_engine, frames, node="greeting"):
+    """The real session at ``node``: the reply is played once the question has been asked."""
+    settings = SessionSettings.from_dialplan(graph)
+    settings.detect_voicemail = False
+    session = CallSession(graph, asr_engine.stream(NARROWBAND.rate_hz), FakePrompts(ms_per_char=10), {"first_name": "Anna"}, settings)
+    sim = CallSimulator(NARROWBAND, [CustomerAudio(frames, 400, "listening")])
+    sim.run(session, max_ms=60_000, at=node, until=lambda: bool(session.engine.turns))
+    return session
+
+
+def test_a_misheard_spoken_dnc_gets_the_confirmation_question_not_the_goodbye(graph, english_two_pass):
+    # espeak-ng at 20 dB: Whisper hears "Make me off your lute"; the grammar pass hears the phrase
+    session = first_reply(graph, english_two_pass, spoken("take me off your list", "en-us", 20.0))
+    turn = session.engine.turns[0]
+    assert turn.intent == "dnc" and turn.result == "confirm", turn
+    assert session.engine.outcome is None and "dnc_goodbye" not in session.engine.path
+    asked = [e for e in session.log if getattr(e, "prompt_id", "").startswith("greeting#confirm:dnc")]
+    assert asked, [getattr(e, "prompt_id", "") for e in session.log]
+
+
+def test_a_spoken_paraphrase_outside_the_phrase_lists_is_a_reprompt_not_an_action(graph, english_two_pass):
+    # a closed grammar forces this onto some phrase of the greeting; now it is a reprompt
+    session = first_reply(graph, english_two_pass, spoken("sorry my dog just knocked the coffee over", "piper:en_US-joe-medium", 20.0))
+    turn = session.engine.turns[0]
+    assert turn.result in ("no_match", "low_confidence"), turn
+    assert session.engine.outcome is None and session.engine.path == ["greeting"]
+
+
+def test_a_spoken_answering_machine_saying_not_available_is_voicemail_not_not_interested(graph, english_two_pass):
+    from voicebot.peers.customer import speak
+
+    greeting = (speak("Hi, this is Anna. I'm not available right now.", NARROWBAND, voice="en-us", snr_db=25.0)
+                + [NARROWBAND.silence()] * 33  # 0.66 s: long enough to end a turn, short of a human's pause
+                + speak("Please leave your name and number after the tone, and I will call you back.", NARROWBAND,
+                        voice="en-us", snr_db=25.0, seed=2))
+    settings = SessionSettings.from_dialplan(graph)
+    session = CallSession(graph, english_two_pass.stream(NARROWBAND.rate_hz), FakePrompts(ms_per_char=10),
+                          {"first_name": "Anna"}, settings)
+    CallSimulator(NARROWBAND, [CustomerAudio(greeting, 0, "answer")]).run(session, max_ms=60_000)
+    assert session.result_outcome == "voicemail"
+    assert all(t.intent != "not_interested" for t in session.engine.turns) and session.engine.outcome != "not_interested"
+
+
+def test_a_short_answer_the_open_pass_could_not_make_out_takes_the_grammar_word(graph):
+    engine = started(graph, "propose_meeting")
+    engine.handle(Heard("to make", 0.2, alternatives=(("tuesday", 0.9),)))
+    assert engine.turns[-1].intent == "first_option" and engine.turns[-1].confidence == 0.7
+    engine = started(graph)  # but never for a long answer the grammar forced onto a short phrase
+    engine.handle(Heard("I'll read my mouth just after the coffee over", 0.3, alternatives=(("yes", 0.9),)))
+    assert engine.turns[-1].result in ("no_match", "low_confidence")
+    engine = started(graph)  # and a weak short DNC is still confirmed
+    engine.handle(Heard("", 0.0, alternatives=(("stop calling me", 0.9),)))
+    assert engine.turns[-1].result in ("no_match",)  # three words: not short

@@ -53,6 +53,9 @@ from voicebot.speech.asr import AsrResult, AsrStream
 
 _COMPLETE_SCORE = 0.9  # a partial this close to an expected answer may end the turn early
 _PREROLL_MS = 400  # audio kept from before speech was confirmed, so ASR hears the onset
+# Audio before the first voiced frame that still goes to ASR: the VAD misses unvoiced onsets ("h" of
+# "how much"), and Whisper without them heard "How much does it cost" as "I must earn it, God".
+_ONSET_LEAD_MS = 100
 _HOLD_PAUSE_MS = 4000  # between repeats of the hold prompt
 # Voiced time over a paused prompt at which a recogniser is asked for words (its partial, or a
 # decode for one without partials): before the barge-in detector gives up on words and resumes.
@@ -288,6 +291,7 @@ class _HeldTurn:
 
     text: str
     confidence: float
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 class CallSession:
@@ -487,6 +491,8 @@ class CallSession:
         if isinstance(event, SpeechStopped):
             if self._capturing:  # a pause: an utterance-at-once recogniser tells its words now
                 self._take_partial(self.asr.peek())
+                if self.bargein.pending and self._turn is not None:  # the words decide before the pause does
+                    self._interrupt(self.bargein.heard(self._turn.partial, self.playout.remaining_ms()), ts_ms)
             self._interrupt(self.bargein.speech_stopped(self.playout.remaining_ms()), ts_ms)
         self._interrupt(self.bargein.tick(ts_ms), ts_ms)
         if self.endpointer.in_turn and self._turn is not None:
@@ -518,7 +524,7 @@ class CallSession:
         self._turn = _Turn(onset_ms)
         self._capturing = True
         for ts, frame in self._preroll:
-            if ts >= onset_ms - self.fmt.frame_ms:
+            if ts >= onset_ms - _ONSET_LEAD_MS:
                 self._push(frame)
 
     def _recognise(self, frame: bytes, ts_ms: int) -> None:
@@ -536,9 +542,11 @@ class CallSession:
             self._take_partial(result)
 
     def _take_partial(self, result: AsrResult) -> None:
-        if self._turn is not None and result.text and result.text != self._turn.partial:
-            self._turn.partial = result.text
-            self._turn.complete = self._is_complete(result.text)
+        # a hint (a grammar pass's partial) gives words to weigh a barge-in with, never a complete answer
+        words = result.text or (result.alternatives[0][0] if result.alternatives else "")
+        if self._turn is not None and words and words != self._turn.partial:
+            self._turn.partial = words
+            self._turn.complete = bool(result.text) and self._is_complete(result.text)
 
     def _is_complete(self, text: str) -> bool:
         if self._listening is None:
@@ -572,20 +580,22 @@ class CallSession:
         started = time.perf_counter()
         final = self.asr.flush()
         turn = self._turn
-        text = final.text or (turn.partial if turn else "")
+        # an empty final with a partial left means the engine lost the tail: trust the partial half-way
+        # (not a grammar pass's partial when the open-vocabulary pass heard nothing: the script weighs that)
+        text = final.text or ("" if final.alternatives or not turn else turn.partial)
         self._capturing = False
         self._turn = None
         node = self._listening.node if self._listening else ""
-        # an empty final with a partial left means the engine lost the tail: trust the partial half-way
-        confidence = final.confidence if final.text else 0.5
+        confidence = final.confidence if final.text else (0.0 if final.alternatives else 0.5)
         if self.amd is not None and self.amd.result is None:
             # Who answered is not known yet: an answering machine's "is not available" must not
             # end the call as not_interested. The answer waits for the verdict (a few seconds).
             held = self._held_turn
             self._held_turn = _HeldTurn(f"{held.text} {text}".strip() if held else text,
-                                        min(held.confidence, confidence) if held else confidence)
+                                        min(held.confidence, confidence) if held else confidence,
+                                        final.alternatives if not held else ())
         else:
-            self._execute(self.engine.handle(Heard(text, confidence)), ts_ms)
+            self._execute(self.engine.handle(Heard(text, confidence, final.alternatives)), ts_ms)
         compute_ms = (time.perf_counter() - started) * 1000
         self.log.append(CustomerSaid(ts_ms, node, text, final.confidence, end.reason, end.last_voice_ms, end.ts_ms, round(compute_ms, 2)))
         self._awaiting_reply, self._awaiting_node = end, node
@@ -621,7 +631,7 @@ class CallSession:
         if verdict.kind != "machine" or self.engine.turns:
             # a person (or not sure, which counts as one), or someone already answered the script
             if held is not None and self.outcome is None and self._voicemail is None:
-                self._execute(self.engine.handle(Heard(held.text, held.confidence)), ts_ms)
+                self._execute(self.engine.handle(Heard(held.text, held.confidence, held.alternatives)), ts_ms)
             return
         for done in self.playout.clear(ts_ms):
             self._prompt_finished(done)

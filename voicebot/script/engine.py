@@ -28,6 +28,9 @@ class Heard:
 
     text: str
     confidence: float = 1.0
+    # what a recogniser restricted to the node's phrases heard, (text, confidence): taken only where it
+    # sounds like ``text`` (two-pass recognition; see voicebot/speech/two_pass.py)
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,14 @@ class ScriptResult:
 
 
 _MAX_CHAIN = 200  # nodes entered in one step before we call it a loop
+# A grammar hypothesis is taken when the open-vocabulary text sounds this much like it (0..1), and
+# never with more confidence than this share of the likeness.
+_ALTERNATIVE_LIKENESS = 0.6
+_ALTERNATIVE_DISCOUNT = 0.9
+_AGREEMENT_CONFIDENCE = 0.9  # both passes found the same intent
+_SHORT_WORDS = 2  # a grammar hypothesis this short may stand in for an open-vocabulary text it does not sound like
+_UNSURE = 0.5
+_SHORT_CONFIDENCE = 0.7
 
 
 class ScriptEngine:
@@ -249,10 +260,17 @@ class ScriptEngine:
 
     def _heard(self, event: Heard, actions: list[Action]) -> None:
         text = event.text.strip()
-        if not text:
+        if not text and not event.alternatives:
             self._silence(actions)
             return
         node = self.node
+        event = self._with_alternative(event, node)
+        text = event.text.strip()
+        if not text:  # something was said, but nothing the open-vocabulary pass could tell
+            self.transcript.append(("customer", "[unclear]"))
+            self.turns.append(Turn(node.id, "heard", "", event.confidence, result="no_match"))
+            self._no_match_or_fallback(actions)
+            return
         if self._unconfirmed is not None and self._confirmation(text, event.confidence, actions):
             return
         self.transcript.append(("customer", text))
@@ -285,6 +303,34 @@ class ScriptEngine:
                 return
         self.turns.append(Turn(node.id, "heard", text, event.confidence, result="no_match"))
         self._no_match_or_fallback(actions)
+
+    def _with_alternative(self, event: Heard, node: CompiledNode) -> Heard:
+        """The open-vocabulary text, unless it matches nothing and a grammar hypothesis that does sounds like it:
+        then that hypothesis, with the likeness as its confidence (below 0.9: a misheard answer is confirmed)."""
+        matcher = node.matcher
+        if not event.alternatives or matcher is None:
+            return event
+        heard = matcher.match(event.text) if event.text.strip() else None
+        for alt_text, alt_confidence in event.alternatives:
+            alt = matcher.match(alt_text)
+            if alt is None:
+                continue
+            if heard is not None and heard.intent == alt.intent:
+                # two recognisers, one restricted and one not, reached the same answer: that is evidence
+                # beyond either one's own score (Whisper's is low on robotic or noisy voices even when right)
+                return Heard(event.text, max(event.confidence, min(alt_confidence, _AGREEMENT_CONFIDENCE)))
+            if heard is not None:
+                continue
+            likeness = matcher.sounds_alike(event.text, alt_text)
+            if likeness >= _ALTERNATIVE_LIKENESS:
+                return Heard(alt_text, round(min(likeness, alt_confidence) * _ALTERNATIVE_DISCOUNT, 3))
+            # A word or two that the open pass could not make out ("yes", "Tuesday" in some voices come
+            # out as "" or "to make"): a short grammar match is not a long answer forced onto a phrase,
+            # which is where a grammar goes wrong. Taken at a confidence that has consequences confirmed.
+            if (len(alt_text.split()) <= _SHORT_WORDS and len(event.text.split()) <= _SHORT_WORDS
+                    and event.confidence < _UNSURE and alt_confidence >= _UNSURE):
+                return Heard(alt_text, min(alt_confidence, _SHORT_CONFIDENCE))
+        return Heard(event.text, event.confidence)
 
     def _confirmation(self, text: str, confidence: float, actions: list[Action]) -> bool:
         """The answer to "just to be sure...?": True when it was a yes or a no (and has been acted on);

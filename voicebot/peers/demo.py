@@ -46,14 +46,16 @@ class Persona:
     voice: str = "en-us"  # espeak-ng, or "piper:<voice>"
 
 
+# An answer that ends the call is confirmed when it was heard with little confidence ("Just to be
+# sure: ...?"): such personas say "yes" once more, which is never played when the bot did not ask.
 PERSONAS: dict[str, Persona] = {
-    "interested": Persona(("yes sure", "we keep them in a spreadsheet", "yes", "tuesday", "yes"), "meeting_booked"),
+    "interested": Persona(("yes sure", "we keep them in a spreadsheet", "yes", "tuesday", "yes", "yes"), "meeting_booked"),
     "callback": Persona(("i am busy right now", "tomorrow at three"), "callback", voice="piper:en_US-joe-medium"),
-    "objection": Persona(("we already have a solution", "no"), "not_interested"),
-    "send_info": Persona(("just send me an email", "email is enough"), "send_info", voice="piper:en_US-joe-medium"),
+    "objection": Persona(("we already have a solution", "no", "yes"), "not_interested"),
+    "send_info": Persona(("just send me an email", "email is enough", "yes"), "send_info", voice="piper:en_US-joe-medium"),
     "buying": Persona(("how much does it cost",), "handoff"),
     "human": Persona(("connect me to a manager",), "handoff"),
-    "dnc": Persona(("take me off your list",), "dnc"),
+    "dnc": Persona(("take me off your list", "yes"), "dnc"),
     "hangs_up": Persona(expect="customer_hangup", hang_up_after_s=4.0),
     "voicemail": Persona(expect="voicemail", recording=(
         "Hi, you have reached the voicemail of Robert Miller at Contoso. "
@@ -99,7 +101,7 @@ def customer_tracks(dialplan: Path, prompts: Path, folder: Path, contacts: dict[
         elif persona.hang_up_after_s is not None:
             write_wav(path, _silence(persona.hang_up_after_s), NARROWBAND.rate_hz)  # baresip hangs up when it ends
         elif persona.answers:
-            # over a simulated line (μ-law, noise 25 dB down): PocketSphinx hears such speech better than digital silence
+            # over a simulated line (μ-law, noise 25 dB down), as a caller sounds
             frames = [speak(text, NARROWBAND, voice=persona.voice, snr_db=25.0, seed=i) for i, text in enumerate(persona.answers)]
             session = CallSession(loaded.graph, asr.stream(NARROWBAND.rate_hz), cache, fields)
             # 2.5 s after each prompt: room for the real call's compute and load (the rehearsal's clock has none)

@@ -320,6 +320,14 @@ class IntentMatcher:
                 seen.setdefault(" ".join(w for w in self.normalizer.words(p.text) if w[0].isalnum()), None)
         return [p for p in seen if p]
 
+    def sounds_alike(self, a: str, b: str) -> float:
+        """How alike two recognitions of one answer are, 0..1: a character-level ratio of their stems
+        ("take me off your lute" / "take me off your list" 0.9; "to make and work for me" / "do not
+        ever call" 0.3)."""
+        stems_a = " ".join(t.stem for t in self.normalizer.tokens(a))
+        stems_b = " ".join(t.stem for t in self.normalizer.tokens(b))
+        return fuzz.ratio(stems_a, stems_b) / 100 if stems_a and stems_b else 0.0
+
     def match(self, text: str) -> IntentMatch | None:
         """The winning intent, or None when nothing reaches its threshold."""
         candidates = [m for m in self.scores(text) if m.score >= self._threshold_of(m.intent)]

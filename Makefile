@@ -58,7 +58,7 @@ deploy-check: setup
 	$(BIN)/python -m pytest -q tests/test_deploy.py
 
 # Every benchmark of `voicebot bench` (DESIGN.md's performance targets) on 127.0.0.1,
-# in under 10 minutes; one JSON object in build/bench.json, a summary line per benchmark on stderr.
+# in about 20 minutes (15 of them understanding); one JSON object in build/bench.json, a summary line per benchmark on stderr.
 .PHONY: bench
 bench: setup
 	mkdir -p build

@@ -305,8 +305,9 @@ class ScriptEngine:
         self._no_match_or_fallback(actions)
 
     def _with_alternative(self, event: Heard, node: CompiledNode) -> Heard:
-        """The open-vocabulary text, unless it matches nothing and a grammar hypothesis that does sounds like it:
-        then that hypothesis, with the likeness as its confidence (below 0.9: a misheard answer is confirmed)."""
+        """The open-vocabulary text, with more confidence when the grammar pass found the same intent; unless it
+        matches nothing and a grammar hypothesis that does sounds like it (or is a word or two the open pass could
+        not make out): then that hypothesis, below 0.9 confidence (a consequential intent is confirmed)."""
         matcher = node.matcher
         if not event.alternatives or matcher is None:
             return event

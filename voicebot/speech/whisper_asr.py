@@ -267,9 +267,8 @@ class WhisperStream:
         self.engine = engine
         self.rate_hz = rate_hz
         self._audio = bytearray()
-        self._decoded: tuple[int, AsrResult] | None = None  # (bytes of audio it covered, result)
+        self._decoded: AsrResult | None = None  # the last decode of what has been pushed
         self._speech_after_decode = False
-        self._lock = threading.Lock()
         self._voiced_rms = 32768 * 10 ** (_VOICED_DBFS / 20)
 
     def set_vocabulary(self, phrases: Sequence[str] | None) -> None:
@@ -302,10 +301,9 @@ class WhisperStream:
             return AsrResult("", 0.0, final)
         if self._decoded is None or self._speech_after_decode:
             heard = self.engine.transcribe(bytes(self._audio), self.rate_hz)
-            self._decoded = (len(self._audio), AsrResult(heard.text, round(heard.confidence, 4), False))
+            self._decoded = AsrResult(heard.text, round(heard.confidence, 4), False)
             self._speech_after_decode = False
-        result = self._decoded[1]
-        return AsrResult(result.text, result.confidence, final)
+        return AsrResult(self._decoded.text, self._decoded.confidence, final)
 
 
 def _trim_trailing_silence(audio: np.ndarray) -> np.ndarray:

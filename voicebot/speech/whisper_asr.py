@@ -76,7 +76,14 @@ _MAX_AUDIO_S = 28.0  # Whisper's window is 30 s; a longer turn keeps its last 28
 _NO_SPEECH_PROB = 0.6
 _NO_SPEECH_LOGPROB = -1.0
 _TOKENS_PER_S = 4  # ~3 words a second of speech, a little over a token a word (answers have pauses)
-_VOICED_DBFS = -45.0  # a frame this loud after the last decode is new speech
+_VOICED_DBFS = -45.0  # without a voice detector (a whole clip handed to transcribe): a frame this loud is speech
+# In a call the stream asks webrtcvad, and a frame counts as voice only when it is also this far above
+# the utterance's own floor (its quietest tenth): at 10 dB SNR line noise is far louder than any fixed
+# gate, which then took every pause for new speech (one more decode per answer) and kept the whole
+# end-of-turn silence in the encoder's window.
+_FLOOR_MARGIN_DB = 6.0
+_MIN_VOICE_DBFS = -50.0
+_NEW_SPEECH_FRAMES = 3  # 60 ms of voice after a decode are new words, worth decoding again
 
 
 def bundled_model_dir() -> Path | None:
@@ -260,6 +267,58 @@ class WhisperEngine:
         return Transcript(text, avg_logprob, no_speech, len(ids))
 
 
+class Voicing:
+    """Which 20 ms frames of one utterance hold a voice: webrtcvad, and a level above the
+    utterance's own noise floor (see ``_FLOOR_MARGIN_DB``)."""
+
+    FRAME_MS = 20
+
+    def __init__(self, rate_hz: int) -> None:
+        import webrtcvad
+
+        self.rate_hz = rate_hz
+        self._frame_bytes = rate_hz * self.FRAME_MS // 1000 * 2
+        self._vad = webrtcvad.Vad(3) if rate_hz in (8000, 16000, 32000, 48000) else None
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = bytearray()
+        self._levels: list[float] = []  # dBFS per frame
+        self._vad_says: list[bool] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self._levels)
+
+    def push(self, pcm: bytes) -> None:
+        self._pending += pcm
+        n = len(self._pending) // self._frame_bytes
+        for i in range(n):
+            frame = bytes(self._pending[i * self._frame_bytes : (i + 1) * self._frame_bytes])
+            samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+            rms = float(np.sqrt(np.mean(samples * samples)))
+            self._levels.append(20 * math.log10(rms / 32768.0) if rms > 0 else -120.0)
+            self._vad_says.append(self._vad.is_speech(frame, self.rate_hz) if self._vad else True)
+        del self._pending[: n * self._frame_bytes]
+
+    def floor_dbfs(self) -> float:
+        return float(np.percentile(self._levels, 10)) if self._levels else -120.0
+
+    def voiced(self, start: int = 0, floor_dbfs: float | None = None) -> list[int]:
+        """Indices of the voiced frames from ``start`` on, judged against ``floor_dbfs`` (default: now)."""
+        floor = self.floor_dbfs() if floor_dbfs is None else floor_dbfs
+        gate = max(_MIN_VOICE_DBFS, floor + _FLOOR_MARGIN_DB)
+        return [i for i in range(start, len(self._levels)) if self._vad_says[i] and self._levels[i] >= gate]
+
+    def speech_end_byte(self) -> int | None:
+        """Where the utterance's speech ends plus the kept silence, in bytes; None when no frame is voiced."""
+        voiced = self.voiced()
+        if not voiced:
+            return None
+        end_ms = (voiced[-1] + 1) * self.FRAME_MS + int(_KEEP_SILENCE_S * 1000)
+        return end_ms * self.rate_hz // 1000 * 2
+
+
 class WhisperStream:
     """One call's utterance buffer. ``push`` returns no partials; ``peek``/``flush`` decode."""
 
@@ -267,20 +326,22 @@ class WhisperStream:
         self.engine = engine
         self.rate_hz = rate_hz
         self._audio = bytearray()
+        self._voicing = Voicing(rate_hz)
         self._decoded: AsrResult | None = None  # the last decode of what has been pushed
-        self._speech_after_decode = False
-        self._voiced_rms = 32768 * 10 ** (_VOICED_DBFS / 20)
+        self._decoded_at = 0  # frames pushed at that decode
+        self._floor_at_decode = -120.0
+        self.decodes = 0  # for benchmarks and tests: how often this stream ran the model
 
     def set_vocabulary(self, phrases: Sequence[str] | None) -> None:
         """Whisper is not restricted: the matcher decides what fits, and rejects what does not."""
 
     def push(self, pcm: bytes) -> list[AsrResult]:
         self._audio += pcm
-        if self._decoded is not None and not self._speech_after_decode:
-            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-            if samples.size and float(np.sqrt(np.mean(samples * samples))) >= self._voiced_rms:
-                self._speech_after_decode = True
+        self._voicing.push(pcm)
         return []
+
+    def _speech_after_decode(self) -> bool:
+        return len(self._voicing.voiced(self._decoded_at, self._floor_at_decode)) >= _NEW_SPEECH_FRAMES
 
     def peek(self) -> AsrResult:
         """What has been said so far (decoded now unless nothing was said since the last decode)."""
@@ -293,16 +354,20 @@ class WhisperStream:
 
     def reset(self) -> None:
         self._audio = bytearray()
+        self._voicing.reset()
         self._decoded = None
-        self._speech_after_decode = False
+        self._decoded_at = 0
 
     def _decode(self, final: bool) -> AsrResult:
         if not self._audio:
             return AsrResult("", 0.0, final)
-        if self._decoded is None or self._speech_after_decode:
-            heard = self.engine.transcribe(bytes(self._audio), self.rate_hz)
+        if self._decoded is None or self._speech_after_decode():
+            end = self._voicing.speech_end_byte()
+            heard = self.engine.transcribe(bytes(self._audio[:end] if end else self._audio), self.rate_hz)
+            self.decodes += 1
             self._decoded = AsrResult(heard.text, round(heard.confidence, 4), False)
-            self._speech_after_decode = False
+            self._decoded_at = self._voicing.frames
+            self._floor_at_decode = self._voicing.floor_dbfs()
         return AsrResult(self._decoded.text, self._decoded.confidence, final)
 
 

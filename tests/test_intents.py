@@ -211,3 +211,20 @@ def test_no_before_a_request_only_weakens_it(ru_call):
 
 def test_no_interest_is_not_interest(en):
     assert intent(en, "no interest") != "interested"
+
+
+def test_english_words_out_of_their_phrase_order_count_less():
+    m = IntentMatcher([IntentSpec("human", ("talk to someone",)), IntentSpec("yes", ("yes",))], "en", threshold=0.72)
+    assert intent(m, "can I talk to someone") == "human"
+    # the same words the other way round say something else: a reprompt, not a transfer
+    assert intent(m, "sorry, someone was talking to me") is None
+
+
+def test_russian_word_order_is_free():
+    m = IntentMatcher([IntentSpec("not_interested", ("нам это не интересно",))], "ru", threshold=0.72)
+    assert intent(m, "не интересно нам это") == "not_interested"
+
+
+def test_russian_not_what_interests_us_is_not_interest(ru):
+    # the comma in "не то, что" must not end the negation
+    assert intent(ru, "Это не то, что нас интересует") == "not_interested"

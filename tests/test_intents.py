@@ -228,3 +228,14 @@ def test_russian_word_order_is_free():
 def test_russian_not_what_interests_us_is_not_interest(ru):
     # the comma in "не то, что" must not end the negation
     assert intent(ru, "Это не то, что нас интересует") == "not_interested"
+
+
+@pytest.mark.parametrize("language, phrase, said", [
+    ("en", "this is someone else's phone", "Anna? No, this is Mark's phone."),
+    ("ru", "это чужой телефон", "Анна? Нет, это телефон Марка."),
+])
+def test_a_stranger_s_phone_is_a_wrong_number(language, phrase, said):
+    m = IntentMatcher([IntentSpec("wrong_number", (phrase,), priority=4), IntentSpec("no", ("no", "нет"))], language, threshold=0.72)
+    assert intent(m, said) == "wrong_number"
+    own = "yes, this is my phone" if language == "en" else "да, это мой телефон"
+    assert intent(m, own) != "wrong_number"

@@ -115,6 +115,9 @@ _PHRASE_SUBS = {
         (r"\bwrong (person|guy|lady|one|people|anna)\b", "wrong number"),
         (r"\b(no ?one|nobody|no body) (here |)(called|named|by (that|the) name)\b", "wrong number"),
         (r"\bput me through\b", "connect me"),
+        # a name the script cannot know: "no, this is Mark's phone" is someone else's phone
+        (r"\b(this|it)(?: is|'s) (?!my\b|your\b|our\b|her\b|his\b|the\b|a\b)[a-z]+'s (phone|number|mobile|cell)\b",
+         r"\1 is someone else's \2"),
         (r"\bhow much\b", "price"),
         (r"\bi(?: will|'ll) pass\b", "no"),
         (r"\b(e-mail|e mail)\b", "email"),
@@ -123,7 +126,8 @@ _PHRASE_SUBS = {
     "ru": [(re.compile(p), r) for p, r in [
         (r"\bстоп[- ]?лист", "список"),
         (r"\bне[- ]не\b", "нет"),
-        (r"\bне то,? что(бы)?\b", "не"),  # "это не то, что нас интересует": the comma must not end the negation
+        (r"\bне то,? что(бы)?\b", "не"),
+        (r"\bэто (телефон|номер) (?!мой\b|наш\b|её\b|ее\b|его\b)[а-я]+\b", r"это чужой \1"),  # "это телефон Марка"  # "это не то, что нас интересует": the comma must not end the negation
         (r"\bсколько стоит\b", "цена"),
         (r"\bпочем\b", "цена"),
         (r"\bчерный список", "список"),

@@ -239,3 +239,10 @@ def test_a_stranger_s_phone_is_a_wrong_number(language, phrase, said):
     assert intent(m, said) == "wrong_number"
     own = "yes, this is my phone" if language == "en" else "да, это мой телефон"
     assert intent(m, own) != "wrong_number"
+
+
+@pytest.mark.parametrize("said", ["можете на почту скинуть?", "скиньте на почту", "киньте предложение на почту",
+                                  "вышлите на почту", "отправьте на почту"])
+def test_russian_send_verbs_in_any_form_are_one_word(said):
+    m = IntentMatcher([IntentSpec("send_offer", ("пришлите на почту",)), IntentSpec("no", ("нет",))], "ru", threshold=0.72)
+    assert intent(m, said) == "send_offer"

@@ -98,7 +98,7 @@ _SYNONYM_GROUPS = {
         "удал": "удал убер вычеркн исключ внес занес",
         "список": "список баз",
         "позж": "позж попозж",
-        "отправ": "отправ пришл присла присыла скин кин высл высыла пересла",
+        "отправ": "отправ пришл присла присыла пришлет скин скинут скинет кин кинут высл высла вышл высыла пересла перешл сброс",
         "почт": "почт email имейл мейл письм электронк",
         "цен": "цен стоимост прайс расценк тариф",
         "да": "да аг уг конечн отличн год ок окей угу ладн",
@@ -233,6 +233,8 @@ class Normalizer:
 
     def stem(self, word: str) -> str:
         stem = self._stemmer.stemWord(word) if self._stemmer else word
+        if self.language == "ru" and stem.endswith("ьт") and len(stem) > 4:
+            stem = stem[:-2]  # the stemmer leaves the polite imperative's "ьт": "скиньте" is "скинь"
         return self._synonyms.get(stem, stem)
 
     def tokens(self, text: str) -> list[Token]:

@@ -246,3 +246,10 @@ def test_a_stranger_s_phone_is_a_wrong_number(language, phrase, said):
 def test_russian_send_verbs_in_any_form_are_one_word(said):
     m = IntentMatcher([IntentSpec("send_offer", ("пришлите на почту",)), IntentSpec("no", ("нет",))], "ru", threshold=0.72)
     assert intent(m, said) == "send_offer"
+
+
+def test_a_phrase_s_function_word_left_unsaid_costs_little():
+    m = IntentMatcher([IntentSpec("no_time", ("я занята",)), IntentSpec("not_interested", ("не интересно",))], "ru", threshold=0.72)
+    assert intent(m, "нет, не могу, очень занята") == "no_time"
+    # a negator is never a function word to leave out: "интересно" alone is not "не интересно"
+    assert intent(m, "интересно") is None

@@ -187,6 +187,10 @@ def test_rates_and_worst_examples_from_hand_made_rows() -> None:
 
 
 def test_the_asr_stream_is_timed_and_passed_through() -> None:
+    from voicebot.speech.asr import AsrResult
+
+    final = AsrResult("take me off your lute", 0.4, True, (("take me off your list", 0.8),))
+
     class Stream:
         rate_hz = 8000
 
@@ -194,13 +198,16 @@ def test_the_asr_stream_is_timed_and_passed_through() -> None:
             sum(range(20000))
             return ["partial"]
 
-        def flush(self) -> str:
-            return "final"
+        def flush(self) -> AsrResult:
+            return final
 
     spent = AsrTime()
     timed = TimedStream(Stream(), spent)
-    assert timed.push(b"\0\0") == ["partial"] and timed.flush() == "final"
+    assert timed.push(b"\0\0") == ["partial"] and spent.last is None
+    assert timed.flush() is final
     assert spent.cpu_s > 0 and spent.wall_s > 0
+    # what the recogniser said last is kept for the records, its grammar hint with it
+    assert spent.last == {"text": "take me off your lute", "confidence": 0.4, "hints": [["take me off your list", 0.8]]}
     assert not hasattr(timed, "peek")  # only what the engine has
 
 

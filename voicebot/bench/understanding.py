@@ -278,6 +278,9 @@ class AsrTime:
 
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    # what the recogniser returned last at a peek or a turn's end: its text, confidence and hints (for
+    # reading why an answer went wrong, e.g. which confidences the misheard ones had)
+    last: dict | None = None
 
 
 class TimedStream:
@@ -289,16 +292,20 @@ class TimedStream:
         self.rate_hz = inner.rate_hz
         for name in ("push", "peek", "flush", "reset", "set_vocabulary"):
             if hasattr(inner, name):
-                setattr(self, name, self._timed(getattr(inner, name)))
+                setattr(self, name, self._timed(getattr(inner, name), keep=name in ("peek", "flush")))
 
-    def _timed(self, call: Callable) -> Callable:
+    def _timed(self, call: Callable, keep: bool = False) -> Callable:
         def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             cpu, wall = time.process_time(), time.perf_counter()
             try:
-                return call(*args, **kwargs)
+                result = call(*args, **kwargs)
             finally:
                 self._spent.cpu_s += time.process_time() - cpu
                 self._spent.wall_s += time.perf_counter() - wall
+            if keep and (result.text or result.alternatives):
+                self._spent.last = {"text": result.text, "confidence": result.confidence,
+                                    "hints": [list(a) for a in result.alternatives]}
+            return result
 
         return timed
 

@@ -253,3 +253,9 @@ def test_a_phrase_s_function_word_left_unsaid_costs_little():
     assert intent(m, "нет, не могу, очень занята") == "no_time"
     # a negator is never a function word to leave out: "интересно" alone is not "не интересно"
     assert intent(m, "интересно") is None
+
+
+@pytest.mark.parametrize("heard, expected", [("actually know", "no"), ("Know, we're not interested.", "not_interested"),
+                                             ("I don't know", None), ("you know what, sure", "yes")])
+def test_a_leading_know_is_the_recogniser_s_no(en, heard, expected):
+    assert intent(en, heard) == expected

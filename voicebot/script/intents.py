@@ -115,6 +115,8 @@ _PHRASE_SUBS = {
         (r"\bwrong (person|guy|lady|one|people|anna)\b", "wrong number"),
         (r"\b(no ?one|nobody|no body) (here |)(called|named|by (that|the) name)\b", "wrong number"),
         (r"\bput me through\b", "connect me"),
+        # a recogniser's homophone: "know" alone or leading an answer is "no" ("actually know", "know, we're fine")
+        (r"(^|[.,!?]\s*|\bactually |\boh )know\b(?!\s+(what|who|where|when|how|if|that|about|it|him|her|them|the)\b)", r"\1no"),
         # a name the script cannot know: "no, this is Mark's phone" is someone else's phone
         (r"\b(this|it)(?: is|'s) (?!my\b|your\b|our\b|her\b|his\b|the\b|a\b)[a-z]+'s (phone|number|mobile|cell)\b",
          r"\1 is someone else's \2"),

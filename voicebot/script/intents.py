@@ -144,8 +144,6 @@ _TIME_EN = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?(?=\W|$
 _NEGATION_SPREADERS = {"en": frozenset({"want", "need", "interest", "like", "wish"}),
                        "ru": frozenset({"хоч", "хот", "интересн", "интерес"})}
 _STOP_WEIGHT = 0.3
-_ALL_NEGATORS = frozenset().union(*_NEGATORS_HARD.values(), *_NEGATORS_SOFT.values())
-_MISSING_FUNCTION_WORD = 0.3  # the credit a phrase's function word still earns when it is not said
 _PRIORITY_MARGIN = 0.1  # scores this close count as a tie that the intents' priorities break
 _CONTENT_WEIGHT = 1.0
 _TOKEN_SIM = 0.85  # fuzzy similarity for two stems to count as the same word
@@ -407,11 +405,9 @@ class IntentMatcher:
                 covered += p.weight * best
                 if p.weight == _CONTENT_WEIGHT:
                     content.append((best_i, p.weight * best))
-            elif p.weight < _CONTENT_WEIGHT and p.word not in _ALL_NEGATORS and not phrase.exact:
-                covered += p.weight * _MISSING_FUNCTION_WORD  # "очень занята" says "я занята" without its "я"
             elif phrase.exact:
                 return 0.0, 0
-        if not used:
+        if covered == 0:
             return 0.0, 0
         if out_of_order < 1.0 and len(content) > 1:
             in_order = _in_order(content)

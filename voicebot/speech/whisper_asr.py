@@ -76,14 +76,16 @@ _MAX_AUDIO_S = 28.0  # Whisper's window is 30 s; a longer turn keeps its last 28
 _NO_SPEECH_PROB = 0.6
 _NO_SPEECH_LOGPROB = -1.0
 _TOKENS_PER_S = 4  # ~3 words a second of speech, a little over a token a word (answers have pauses)
-_VOICED_DBFS = -45.0  # without a voice detector (a whole clip handed to transcribe): a frame this loud is speech
-# In a call the stream asks webrtcvad, and a frame counts as voice only when it is also this far above
-# the utterance's own floor (its quietest tenth): at 10 dB SNR line noise is far louder than any fixed
-# gate, which then took every pause for new speech (one more decode per answer) and kept the whole
-# end-of-turn silence in the encoder's window.
+_VOICED_DBFS = -45.0  # the trailing silence cut before a decode: quieter frames at the end are dropped
+# Whether anything was said after a decode: webrtcvad, and a level this far above the utterance's own
+# floor (its quietest tenth). At 10 dB SNR line noise is far louder than the fixed gate above, which then
+# took every pause for new speech: one more decode per answer. (Cutting the window at the voice detector's
+# last voiced frame was tried too: it clipped espeak voices' last syllables and changed what Whisper heard.)
 _FLOOR_MARGIN_DB = 6.0
 _MIN_VOICE_DBFS = -50.0
-_NEW_SPEECH_FRAMES = 3  # 60 ms of voice after a decode are new words, worth decoding again
+# 100 ms of voice without a break after a decode are new words, worth decoding again (the session's own
+# segmenter starts a turn on as much); single frames of line noise that webrtcvad takes for voice are not
+_NEW_SPEECH_FRAMES = 5
 
 
 def bundled_model_dir() -> Path | None:
@@ -304,19 +306,14 @@ class Voicing:
     def floor_dbfs(self) -> float:
         return float(np.percentile(self._levels, 10)) if self._levels else -120.0
 
-    def voiced(self, start: int = 0, floor_dbfs: float | None = None) -> list[int]:
-        """Indices of the voiced frames from ``start`` on, judged against ``floor_dbfs`` (default: now)."""
-        floor = self.floor_dbfs() if floor_dbfs is None else floor_dbfs
-        gate = max(_MIN_VOICE_DBFS, floor + _FLOOR_MARGIN_DB)
-        return [i for i in range(start, len(self._levels)) if self._vad_says[i] and self._levels[i] >= gate]
-
-    def speech_end_byte(self) -> int | None:
-        """Where the utterance's speech ends plus the kept silence, in bytes; None when no frame is voiced."""
-        voiced = self.voiced()
-        if not voiced:
-            return None
-        end_ms = (voiced[-1] + 1) * self.FRAME_MS + int(_KEEP_SILENCE_S * 1000)
-        return end_ms * self.rate_hz // 1000 * 2
+    def longest_run(self, start: int, floor_dbfs: float) -> int:
+        """The longest run of consecutive voiced frames from ``start`` on, judged against ``floor_dbfs``."""
+        gate = max(_MIN_VOICE_DBFS, floor_dbfs + _FLOOR_MARGIN_DB)
+        longest = run = 0
+        for i in range(start, len(self._levels)):
+            run = run + 1 if self._vad_says[i] and self._levels[i] >= gate else 0
+            longest = max(longest, run)
+        return longest
 
 
 class WhisperStream:
@@ -341,7 +338,7 @@ class WhisperStream:
         return []
 
     def _speech_after_decode(self) -> bool:
-        return len(self._voicing.voiced(self._decoded_at, self._floor_at_decode)) >= _NEW_SPEECH_FRAMES
+        return self._voicing.longest_run(self._decoded_at, self._floor_at_decode) >= _NEW_SPEECH_FRAMES
 
     def peek(self) -> AsrResult:
         """What has been said so far (decoded now unless nothing was said since the last decode)."""
@@ -362,8 +359,7 @@ class WhisperStream:
         if not self._audio:
             return AsrResult("", 0.0, final)
         if self._decoded is None or self._speech_after_decode():
-            end = self._voicing.speech_end_byte()
-            heard = self.engine.transcribe(bytes(self._audio[:end] if end else self._audio), self.rate_hz)
+            heard = self.engine.transcribe(bytes(self._audio), self.rate_hz)
             self.decodes += 1
             self._decoded = AsrResult(heard.text, round(heard.confidence, 4), False)
             self._decoded_at = self._voicing.frames

@@ -213,11 +213,12 @@ def test_no_interest_is_not_interest(en):
     assert intent(en, "no interest") != "interested"
 
 
-def test_english_words_out_of_their_phrase_order_count_less():
-    m = IntentMatcher([IntentSpec("human", ("talk to someone",)), IntentSpec("yes", ("yes",))], "en", threshold=0.72)
-    assert intent(m, "can I talk to someone") == "human"
-    # the same words the other way round say something else: a reprompt, not a transfer
-    assert intent(m, "sorry, someone was talking to me") is None
+def test_english_words_in_another_order_are_the_same_request():
+    # "someone I can talk to" is "talk to someone": an order penalty tried for "someone was talking to me"
+    # cost more such answers on the spoken dev set than it saved
+    m = IntentMatcher([IntentSpec("human", ("can i talk to someone",)), IntentSpec("yes", ("yes",))], "en", threshold=0.72)
+    assert intent(m, "is there someone real I can talk to") == "human"
+    assert m.match("is there someone real I can talk to").score > 0.85
 
 
 def test_russian_word_order_is_free():

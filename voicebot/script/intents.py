@@ -150,10 +150,6 @@ _TOKEN_SIM = 0.85  # fuzzy similarity for two stems to count as the same word
 _VETO_SIM = 0.88  # a phrase word said with the opposite polarity vetoes the phrase
 _PHRASE_SHARE = 0.8  # the rest of the score is how much of the utterance the phrase explains
 
-# English carries meaning in word order ("someone was talking to me" is not "talk to someone"); a
-# phrase's content word matched out of its phrase's order counts this much. Russian orders freely.
-_OUT_OF_ORDER = {"en": 0.3}
-
 _WORD = re.compile(r"[\w']+|[.,!?;:]+", re.UNICODE)
 
 
@@ -306,7 +302,6 @@ class IntentMatcher:
     def __init__(self, intents: Sequence[IntentSpec], language: str, threshold: float = 0.72) -> None:
         self.language = language
         self.threshold = threshold
-        self._out_of_order = _OUT_OF_ORDER.get(language.split("-")[0].lower(), 1.0)
         plain = Normalizer(language)
         known = {t.stem for spec in intents for p in (*spec.phrases, *spec.keywords) for t in plain.tokens(p)}
         self.normalizer = Normalizer(language, known)
@@ -364,7 +359,7 @@ class IntentMatcher:
         for c in self._intents:
             best: tuple[float, int, str] = (0.0, 0, "")
             for phrase in c.phrases:
-                s, end = self._phrase_score(phrase, utt, sims, self._out_of_order)
+                s, end = self._phrase_score(phrase, utt, sims)
                 if (s, end) > best[:2]:
                     best = (s, end, phrase.text)
             if best[0] > 0:
@@ -382,10 +377,9 @@ class IntentMatcher:
         return {tok.key: _similar_words(tok.key, self._vocab) for tok in utt}
 
     @staticmethod
-    def _phrase_score(phrase: _CompiledPhrase, utt: list[Token], sims, out_of_order: float = 1.0) -> tuple[float, int]:
+    def _phrase_score(phrase: _CompiledPhrase, utt: list[Token], sims) -> tuple[float, int]:
         covered = 0.0
         used: set[int] = set()
-        content: list[tuple[int, float]] = []  # (utterance index, credit) of each matched content word, in phrase order
         for p in phrase.tokens:
             best, best_i = 0.0, -1
             for i, u in enumerate(utt):
@@ -403,37 +397,16 @@ class IntentMatcher:
             if best_i >= 0:
                 used.add(best_i)
                 covered += p.weight * best
-                if p.weight == _CONTENT_WEIGHT:
-                    content.append((best_i, p.weight * best))
             elif phrase.exact:
                 return 0.0, 0
         if covered == 0:
             return 0.0, 0
-        if out_of_order < 1.0 and len(content) > 1:
-            in_order = _in_order(content)
-            covered -= sum(credit for k, (_, credit) in enumerate(content) if k not in in_order) * (1 - out_of_order)
         phrase_cov = covered / phrase.total_weight
         if phrase.exact and phrase_cov < _TOKEN_SIM:
             return 0.0, 0
         utt_weight = sum(_utt_weight(u) for u in utt)
         explained = sum(_utt_weight(utt[i]) for i in used)
         return _PHRASE_SHARE * phrase_cov + (1 - _PHRASE_SHARE) * (explained / utt_weight), max(used)
-
-
-def _in_order(matched: list[tuple[int, float]]) -> set[int]:
-    """Positions in ``matched`` (phrase order) of its longest run in utterance order (longest increasing subsequence)."""
-    best_len = [1] * len(matched)
-    prev = [-1] * len(matched)
-    for k in range(len(matched)):
-        for j in range(k):
-            if matched[j][0] < matched[k][0] and best_len[j] + 1 > best_len[k]:
-                best_len[k], prev[k] = best_len[j] + 1, j
-    k = max(range(len(matched)), key=lambda i: best_len[i])
-    out = set()
-    while k >= 0:
-        out.add(k)
-        k = prev[k]
-    return out
 
 
 def _time_words(m: re.Match) -> str:

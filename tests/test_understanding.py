@@ -348,3 +348,6 @@ def test_a_short_answer_the_open_pass_could_not_make_out_takes_the_grammar_word(
     engine = started(graph)  # and a weak short DNC is still confirmed
     engine.handle(Heard("", 0.0, alternatives=(("stop calling me", 0.9),)))
     assert engine.turns[-1].result in ("no_match",)  # three words: not short
+    engine = started(graph)  # nothing made out at all is no evidence for a phrase, however sure the grammar is
+    engine.handle(Heard("", 0.0, alternatives=(("go ahead", 0.95),)))
+    assert engine.turns[-1].result == "no_match" and engine.path == ["greeting"]

@@ -128,6 +128,19 @@ def test_endpointer_default_and_complete_silence():
     assert end and end.reason == "complete" and end.last_voice_ms == 1000 and end.ts_ms == 1240
 
 
+def test_endpointer_taken_up_late_counts_silence_from_the_last_voice():
+    # a barge-in decided 400 ms after the onset, in the pause after "stop,": counted from the onset, the
+    # turn ended inside that pause, before the words that followed it
+    ep = Endpointer(end_ms=600, complete_end_ms=240)
+    ep.begin(1000, last_voice_ms=1380)
+    assert all(ep.process(False, t) is None for t in range(1400, 1960, 20))
+    end = ep.process(False, 1960)
+    assert end and end.reason == "silence" and end.last_voice_ms == 1380
+    late = Endpointer(end_ms=600, complete_end_ms=240)
+    late.begin(1000)  # the onset alone, as before
+    assert any(late.process(False, t) for t in range(1400, 1960, 20))
+
+
 def test_endpointer_silence_and_max_length():
     ep = Endpointer(end_ms=600, max_turn_ms=2000)
     ep.begin(0)

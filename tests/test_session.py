@@ -291,3 +291,4 @@ def test_script_progress_is_handed_out_as_it_happens_once(graph):
     assert turns[0]["node"] == "greeting" and turns[0]["result"] in ("intent", "global")
     assert len(taken) >= 5 and taken[0][0] < taken[-1][0] - 5000  # one take per answer, during the call
     assert not session.progress_due and session.take_progress() == ([], [])
+

@@ -507,6 +507,10 @@ class CallSession:
     def _speech_started(self, event: SpeechStarted, ts_ms: int) -> None:
         if self._listening is None or self.outcome is not None:
             return  # nobody is listening (goodbye, handoff): speech is not a turn
+        if self._capturing and self._turn is not None:
+            # the person goes on after a pause ("I am busy right now, ... sorry"): the same turn. Starting
+            # a new capture here reset the recogniser and dropped every word said before the pause.
+            return
         current = self.playout.current
         if current is not None:
             allowed = self._barge_in.get(current[0], True)
@@ -574,7 +578,9 @@ class CallSession:
                 self.engine.handle(BargeIn(done.prompt_id, done.played_ms))
             self._prompt_finished(done)
         if self._turn is not None:
-            self.endpointer.begin(self._turn.onset_ms)
+            # the silence that ends this turn counts from the person's last voice: counted from the onset, a
+            # pause after "stop," ended the turn before the words that followed it
+            self.endpointer.begin(self._turn.onset_ms, self.segmenter.last_voice_ms)
 
     def _end_of_turn(self, end: EndOfTurn, ts_ms: int) -> None:
         started = time.perf_counter()
@@ -590,10 +596,14 @@ class CallSession:
         if self.amd is not None and self.amd.result is None:
             # Who answered is not known yet: an answering machine's "is not available" must not
             # end the call as not_interested. The answer waits for the verdict (a few seconds).
-            held = self._held_turn
-            self._held_turn = _HeldTurn(f"{held.text} {text}".strip() if held else text,
-                                        min(held.confidence, confidence) if held else confidence,
-                                        final.alternatives if not held else ())
+            held = self._held_turn if self._held_turn is not None and self._held_turn.text else None
+            if held is not None and not text:
+                pass  # nothing more was made out: the words held so far stand as they were
+            else:
+                # a turn of nothing made out (a clipped "stop,") does not drag the words after it to 0 confidence
+                self._held_turn = _HeldTurn(f"{held.text} {text}" if held else text,
+                                            min(held.confidence, confidence) if held else confidence,
+                                            () if held else final.alternatives)
         else:
             self._execute(self.engine.handle(Heard(text, confidence, final.alternatives)), ts_ms)
         compute_ms = (time.perf_counter() - started) * 1000

@@ -30,10 +30,12 @@ class Endpointer:
     def in_turn(self) -> bool:
         return self._start_ms is not None
 
-    def begin(self, onset_ms: int) -> None:
+    def begin(self, onset_ms: int, last_voice_ms: int | None = None) -> None:
+        """A turn that began at ``onset_ms``; ``last_voice_ms`` when it is taken up later (a barge-in
+        decided while the person spoke), so that the silence is counted from their last voice, not the onset."""
         if self._start_ms is None:
             self._start_ms = onset_ms
-            self._last_voice_ms = onset_ms
+            self._last_voice_ms = onset_ms if last_voice_ms is None else max(onset_ms, last_voice_ms)
 
     def process(self, voiced: bool, ts_ms: int, complete: bool = False) -> EndOfTurn | None:
         """Per frame (``ts_ms`` = frame start) once a turn has begun."""

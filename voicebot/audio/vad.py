@@ -82,6 +82,11 @@ class SpeechSegmenter:
         self._last_voice_end_ms = 0
 
     @property
+    def last_voice_ms(self) -> int:
+        """The end of the last voiced frame seen."""
+        return self._last_voice_end_ms
+
+    @property
     def speaking(self) -> bool:
         return self.state in (SpeechState.SPEAKING, SpeechState.STOPPING)
 

@@ -119,10 +119,9 @@ def test_events_go_out_over_tls_with_a_password_that_is_never_printed(tmp_path: 
     import ssl
 
     import paho.mqtt.client as mqtt
-
-    from voicebot.bus.outbox import OutboxPublisher
     from conftest import free_port
 
+    from voicebot.bus.outbox import OutboxPublisher
     from voicebot.campaign.store import CampaignStore
 
     secret = "s3cret-Pw-7781"

@@ -31,7 +31,7 @@ from voicebot.bus.jobs import (
     worker_of,
     worker_topic,
 )
-from voicebot.telephony.messages import Dial, Ended, Hangup, Ringing
+from voicebot.calls.messages import Dial, Ended, Hangup, Ringing
 
 DATA = Path(__file__).parent / "data" / "campaign"
 CONTACTS = 24

@@ -13,18 +13,18 @@ import contextlib
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from voicebot.calls.messages import Ended
+from voicebot.calls.placer import NoCapacity, PlacerEvent
 from voicebot.campaign.runner import CampaignRun, RunOptions
-from voicebot.telephony.messages import Ended
-from voicebot.telephony.pool import NoCapacity, PoolEvent
 
 DATA = Path(__file__).parent / "data" / "campaign"
-UTC = timezone.utc
+UTC = UTC
 
 
 class FakeClock:
@@ -69,7 +69,7 @@ class FakeTrunk:
     def hangup(self, attempt_id: str) -> None:
         raise AssertionError(f"nothing in this test hangs up a call ({attempt_id})")
 
-    def next_event(self, timeout_s: float) -> PoolEvent | None:
+    def next_event(self, timeout_s: float) -> PlacerEvent | None:
         now = self.clock()
         wake = [self._ends[0][0]] if self._ends else []
         due = self.next_due()
@@ -78,7 +78,7 @@ class FakeTrunk:
         if wake:
             self.clock.t = max(now, min(wake))
         if self._ends and self._ends[0][0] <= self.clock():
-            return PoolEvent(0, None, self.clock(), heapq.heappop(self._ends)[2])
+            return PlacerEvent(0, None, self.clock(), heapq.heappop(self._ends)[2])
         return None
 
     def __enter__(self) -> FakeTrunk:

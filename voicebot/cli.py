@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if loaded is not None:
             g = loaded.graph
             print(f"{path}: ok ({len(g.nodes)} nodes, {sum(len(n.routes) for n in g.nodes.values())} intent routes"
-                  f"{', %d warning(s)' % (len(problems)) if problems else ''})")
+                  f"{f', {len(problems)} warning(s)' if problems else ''})")
         else:
             print(f"{path}: {n_err} error(s)")
     return 1 if errors else 0
@@ -192,10 +192,11 @@ def default_cache_dir() -> Path:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from voicebot.audio.frames import AudioFormat
+    from voicebot.campaign.prompts import prerender
     from voicebot.session import CallSession
     from voicebot.simulate import load_customer_audio, simulate_call
     from voicebot.speech.models import models_dir
-    from voicebot.speech.prompt_cache import PromptCache, prerender
+    from voicebot.speech.prompt_cache import PromptCache
     from voicebot.speech.select import make_asr_engine
     from voicebot.speech.tts import make_tts
 

@@ -48,10 +48,10 @@ from voicebot.bus.jobs import (
     worker_topic,
     workers_filter,
 )
+from voicebot.calls import outcomes
+from voicebot.calls.messages import Answered, Dial, DialFailed, Ended, HandoffRequested, Hangup
+from voicebot.calls.placer import NoCapacity, PlacerEvent
 from voicebot.errors import SipError
-from voicebot.telephony import outcomes
-from voicebot.telephony.messages import Answered, Dial, DialFailed, Ended, Hangup, HandoffRequested
-from voicebot.telephony.pool import NoCapacity, PoolEvent
 
 _log = structlog.get_logger("voicebot.dispatch")
 _ACK_TIMEOUT_S = JOB_TTL_S + 5.0  # a Dial with no word from its worker by then was lost on the way
@@ -98,7 +98,7 @@ class RemoteWorkers:
         self._where: dict[str, _RemoteWorker] = {}  # attempt id -> worker, while in flight
         self._dialled: set[str] = set()
         self._mismatched: set[str] = set()  # workers on another dialplan (warned once)
-        self._events: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[PlacerEvent] = queue.SimpleQueue()
         self._outgoing: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +160,7 @@ class RemoteWorkers:
             if worker is not None:
                 self._send(worker.name, Hangup(attempt_id))
 
-    def next_event(self, timeout_s: float) -> PoolEvent | None:
+    def next_event(self, timeout_s: float) -> PlacerEvent | None:
         try:
             return self._events.get(timeout=timeout_s)
         except queue.Empty:
@@ -301,7 +301,7 @@ class RemoteWorkers:
         return max(0, min(self.concurrency - len(self._where), sum(w.free for w in self._workers.values())))
 
     def _put(self, w: _RemoteWorker, event: object) -> None:
-        self._events.put(PoolEvent(w.serial, w.pid, time.monotonic(), event))
+        self._events.put(PlacerEvent(w.serial, w.pid, time.monotonic(), event))
 
     def _write_record(self, attempt_id: str, record: dict) -> None:
         with contextlib.suppress(OSError):

@@ -35,8 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from voicebot.bus.schema import TOPIC_ROOT, topic_segment
-from voicebot.errors import VoicebotError
-from voicebot.telephony.messages import (
+from voicebot.calls.messages import (
     Answered,
     Dial,
     DialFailed,
@@ -48,6 +47,7 @@ from voicebot.telephony.messages import (
     Ringing,
     ScriptProgress,
 )
+from voicebot.errors import VoicebotError
 
 HEARTBEAT_S = 1.0
 LOST_AFTER_S = 4.0  # no heartbeat for this long (while the manager hears the broker): the worker is lost

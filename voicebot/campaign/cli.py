@@ -7,7 +7,6 @@ import csv
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -103,8 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from voicebot.apps.worker_agent import BusWorker, BusWorkerOptions  # pjsua2 and the models: only for this command
     from voicebot.bus.broker import BrokerSettings
-    from voicebot.bus.worker_agent import BusWorker, BusWorkerOptions  # pjsua2 and the models: only for this command
     from voicebot.errors import VoicebotError
     from voicebot.logs import log_to_file
 

@@ -27,27 +27,29 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
+from voicebot.apps.bot_session import BotSessions
 from voicebot.bus.broker import BrokerError, BrokerSettings, EmbeddedBroker
 from voicebot.bus.control import ControlCommand, ControlListener, RefusedCommand
 from voicebot.bus.dispatch import RemoteWorkers, need_remote_broker
 from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
+from voicebot.calls.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
+from voicebot.calls.placer import NoCapacity, TokenBucket
 from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
+from voicebot.campaign.prompts import prerender
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
 from voicebot.config import ContactsImport
 from voicebot.dialplan import LoadedDialplan, load_dialplan
-from voicebot.speech.prompt_cache import PromptCache, prerender
+from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import make_tts
-from voicebot.telephony.bot_session import BotSessions
 from voicebot.telephony.endpoint import EndpointSettings
-from voicebot.telephony.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
-from voicebot.telephony.pool import NoCapacity, TokenBucket, WorkerPool
+from voicebot.telephony.pool import WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.campaign")
@@ -273,7 +275,7 @@ class CampaignRun:
     def _note_waiting(self, next_due: float) -> None:
         wait_s = next_due - self.clock()
         if wait_s > 1:
-            at = datetime.fromtimestamp(next_due, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            at = datetime.fromtimestamp(next_due, UTC).strftime("%Y-%m-%d %H:%M UTC")
             self.progress.note = f"waiting: next call at {at} (calling window or retry delay)"
 
     def pause(self) -> None:
@@ -370,7 +372,7 @@ class CampaignRun:
         if free <= 0:
             return
         now = self.clock()
-        now_dt = datetime.fromtimestamp(now, timezone.utc)
+        now_dt = datetime.fromtimestamp(now, UTC)
         for contact in self.store.due(now, limit=free * 4):
             opens = now_dt if self.options.ignore_calling_window else next_window_start(now_dt, contact_zone(contact.timezone, window), window)
             if opens > now_dt:
@@ -472,7 +474,7 @@ class CampaignRun:
         policy = self.loaded.dialplan.campaign.retry
         if retry is None:
             seq = attempt.seq
-            at = retry_at(result.outcome, seq, policy, datetime.fromtimestamp(now, timezone.utc))
+            at = retry_at(result.outcome, seq, policy, datetime.fromtimestamp(now, UTC))
             retry = at.timestamp() if at is not None else None
         elif attempt.seq >= policy.max_attempts:
             retry = None

@@ -10,7 +10,7 @@
 - Call set-ups are paced per worker by a token bucket: one pjsua process aborts
   above ~60 set-ups a second (DESIGN.md), so the rate is capped well under it.
 - One reader thread per worker moves its events, in order, onto one queue that
-  ``next_event()`` reads, each wrapped in a ``PoolEvent`` naming the worker.
+  ``next_event()`` reads, each wrapped in a ``PlacerEvent`` naming the worker.
   Besides the calls' events it carries each worker's ``Ready`` (also a
   replacement's) and a ``WorkerFailed`` for every replacement that could not start. The same thread notices when its worker process dies
   (within ``_POLL_S``), reports every call the worker still carried as an
@@ -34,9 +34,8 @@ from typing import Self
 
 import structlog
 
-from voicebot.errors import ConfigError, SipError
-from voicebot.telephony import outcomes
-from voicebot.telephony.messages import (
+from voicebot.calls import outcomes
+from voicebot.calls.messages import (
     Answered,
     Capacity,
     Dial,
@@ -50,6 +49,8 @@ from voicebot.telephony.messages import (
     WorkerEvent,
     WorkerFailed,
 )
+from voicebot.calls.placer import NoCapacity, PlacerEvent, TokenBucket
+from voicebot.errors import ConfigError, SipError
 from voicebot.telephony.host import ModelHost
 from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
@@ -63,47 +64,10 @@ _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _log = structlog.get_logger("voicebot.pool")
 
 
-class NoCapacity(SipError):
-    """Every worker slot (or the pool's concurrency) is taken: nothing was dialled; try again after an ``Ended``."""
-
-    code = "sip-no-capacity"
-
-
 class WorkerStartError(SipError):
     """A media worker reported ``WorkerFailed`` or no ``Ready`` in time."""
 
     code = "sip-worker-start"
-
-
-@dataclass(frozen=True)
-class PoolEvent:
-    """One worker event as the pool saw it."""
-
-    worker_id: int  # serial of the worker process (a replacement gets a new one)
-    pid: int | None
-    received_at: float  # time.monotonic() seconds when the pool read it
-    event: WorkerEvent
-
-
-class TokenBucket:
-    """Pure pacing: ``take(now_s)`` returns 0.0 and spends a token, or the seconds to wait for one."""
-
-    def __init__(self, rate_per_s: float, burst: int = 1) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError(f"a token bucket needs a positive rate and burst (got {rate_per_s}/s, burst {burst})")
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at: float | None = None
-
-    def take(self, now_s: float) -> float:
-        if self._at is not None:
-            self._tokens = min(self.burst, self._tokens + (now_s - self._at) * self.rate_per_s)
-        self._at = now_s
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate_per_s
 
 
 @dataclass(eq=False)
@@ -151,7 +115,7 @@ class WorkerPool:
         self.concurrency = concurrency
         self.setups_per_second_per_worker = setups_per_second_per_worker
         self._lock = threading.Condition()
-        self._events: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[PlacerEvent] = queue.SimpleQueue()
         self._slots: list[_Slot] = []
         self._where: dict[str, _Slot] = {}  # attempt id -> slot, while the call is in flight
         self._dialled: set[str] = set()  # every attempt id ever accepted: never dial one twice
@@ -248,7 +212,7 @@ class WorkerPool:
             self._forget_locked(slot, attempt_id)
             self._put(slot, DialFailed(attempt_id, "pool-cancelled", "hung up before it was dialled"))
 
-    def next_event(self, timeout_s: float) -> PoolEvent | None:
+    def next_event(self, timeout_s: float) -> PlacerEvent | None:
         """The next event of any worker (each call's events in order), or None after ``timeout_s``."""
         try:
             return self._events.get(timeout=timeout_s)
@@ -482,7 +446,7 @@ class WorkerPool:
 
     def _put(self, slot: _Slot, event: WorkerEvent) -> None:
         pid = slot.worker.process.pid if slot.worker is not None else None
-        self._events.put(PoolEvent(slot.worker_id, pid, time.monotonic(), event))
+        self._events.put(PlacerEvent(slot.worker_id, pid, time.monotonic(), event))
 
 
 def _first_event(w: WorkerProcess, timeout_s: float) -> WorkerEvent | None:

@@ -32,14 +32,8 @@ from typing import TYPE_CHECKING, Protocol
 import pjsua2 as pj
 
 from voicebot.audio.frames import AudioFormat
-from voicebot.config import Trunk
-from voicebot.errors import SipError
-from voicebot.telephony import outcomes
-from voicebot.telephony.call import DialCall
-from voicebot.telephony.channel import ChannelClosed, PipeChannel
-from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
-from voicebot.telephony.media_port import MediaPort
-from voicebot.telephony.messages import (
+from voicebot.calls import outcomes
+from voicebot.calls.messages import (
     Answered,
     Capacity,
     Command,
@@ -58,7 +52,13 @@ from voicebot.telephony.messages import (
     WorkerEvent,
     WorkerFailed,
 )
-from voicebot.telephony.outcomes import LocalCancel
+from voicebot.calls.outcomes import LocalCancel
+from voicebot.config import Trunk
+from voicebot.errors import SipError
+from voicebot.telephony.call import DialCall
+from voicebot.telephony.channel import ChannelClosed, PipeChannel
+from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
+from voicebot.telephony.media_port import MediaPort
 
 if TYPE_CHECKING:
     from voicebot.session import Handoff

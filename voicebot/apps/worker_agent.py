@@ -38,6 +38,7 @@ from pathlib import Path
 import aiomqtt
 import structlog
 
+from voicebot.apps.bot_session import BotSessions
 from voicebot.bus.broker import BrokerLink, BrokerSettings, run_together
 from voicebot.bus.jobs import (
     HEARTBEAT_S,
@@ -49,13 +50,13 @@ from voicebot.bus.jobs import (
     encode_event,
     worker_topic,
 )
+from voicebot.calls.messages import Dial, DialFailed, Ended, Hangup, Ready, WorkerFailed
+from voicebot.campaign.prompts import prerender
 from voicebot.dialplan import load_dialplan
 from voicebot.errors import SipError
-from voicebot.speech.prompt_cache import PromptCache, prerender
+from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import make_tts
-from voicebot.telephony.bot_session import BotSessions
 from voicebot.telephony.endpoint import EndpointSettings
-from voicebot.telephony.messages import Dial, DialFailed, Ended, Hangup, Ready, WorkerFailed
 from voicebot.telephony.pool import NoCapacity, WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # --- commands (manager → worker) --------------------------------------------------------
 
 
@@ -133,5 +132,16 @@ class Stopped:
 
 
 WorkerEvent = (
-    Ready | Capacity | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | ScriptProgress | HandoffRequested | Ended | Stopped
+    Ready
+    | Capacity
+    | WorkerFailed
+    | Dialled
+    | DialFailed
+    | Ringing
+    | Answered
+    | DtmfIn
+    | ScriptProgress
+    | HandoffRequested
+    | Ended
+    | Stopped
 )

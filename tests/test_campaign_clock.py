@@ -129,7 +129,7 @@ def campaign(tmp_path: Path) -> Iterator[tuple[CampaignRun, FakeTrunk, FakeClock
     clock = FakeClock(datetime(2026, 6, 12, 13, 0, tzinfo=UTC))  # a Friday: 09:00 in New York, 16:00 in Moscow
     trunks: list[FakeTrunk] = []
 
-    def pool_factory(settings, concurrency: int) -> contextlib.AbstractContextManager[FakeTrunk]:
+    def pool_factory(concurrency: int) -> contextlib.AbstractContextManager[FakeTrunk]:
         trunks.append(FakeTrunk(clock, PLANS, concurrency, lambda: run.store.next_due_at()))
         return trunks[-1]
 

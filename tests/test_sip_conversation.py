@@ -20,6 +20,7 @@ from conftest import chunks_found, heard_at, locate
 from voicebot.apps.bot_session import BotSessions
 from voicebot.audio.frames import NARROWBAND, read_wav
 from voicebot.calls.messages import DialFailed, Ended, HandoffRequested
+from voicebot.calls.placer import NoCapacity
 from voicebot.config import AsrSettings, Trunk
 from voicebot.dialplan import load_dialplan
 from voicebot.peers.customer import script_customer, speak
@@ -27,7 +28,7 @@ from voicebot.session import CallSession
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.tts import make_tts
-from voicebot.telephony.pool import NoCapacity, WorkerPool
+from voicebot.telephony.pool import WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 
 ROOT = Path(__file__).parent.parent

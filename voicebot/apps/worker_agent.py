@@ -51,13 +51,14 @@ from voicebot.bus.jobs import (
     worker_topic,
 )
 from voicebot.calls.messages import Dial, DialFailed, Ended, Hangup, Ready, WorkerFailed
+from voicebot.calls.placer import NoCapacity
 from voicebot.campaign.prompts import prerender
 from voicebot.dialplan import load_dialplan
 from voicebot.errors import SipError
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import make_tts
 from voicebot.telephony.endpoint import EndpointSettings
-from voicebot.telephony.pool import NoCapacity, WorkerPool
+from voicebot.telephony.pool import WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.worker")

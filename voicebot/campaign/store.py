@@ -144,15 +144,22 @@ class StoreError(VoicebotError):
 
 
 class ContactLike(Protocol):
-    """What ``add_contacts`` reads (``voicebot.campaign.contacts.Contact`` has this shape)."""
+    """What ``add_contacts`` reads (``voicebot.campaign.contacts.Contact`` has this shape; read-only, as it is frozen)."""
 
-    phone: str
-    fields: dict[str, str]
-    tags: tuple[str, ...]
-    priority: int
-    timezone: str | None
-    row: int
-    source: str
+    @property
+    def phone(self) -> str: ...
+    @property
+    def fields(self) -> dict[str, str]: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def row(self) -> int: ...
+    @property
+    def source(self) -> str: ...
 
 
 @dataclass(frozen=True)

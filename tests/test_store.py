@@ -384,9 +384,7 @@ def _note_child_line(line: str, started: set[str], ended: set[str]) -> None:
 
 def _run_child_until_killed(script: Path, db: Path, ended_before_kill: int) -> tuple[set[str], set[str]]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     started: set[str] = set()
     ended: set[str] = set()
     try:
@@ -526,3 +524,76 @@ def test_export_rows(store: CampaignStore) -> None:
     assert second["dialled_at"] == "2026-05-28T21:26:40.000+00:00"
     assert second["ended_at"] == "2026-05-28T21:28:20.000+00:00"
     assert (third["state"], third["outcome"], third["ended_at"], third["sip_code"]) == ("created", "", "", "")
+
+
+# -- the read-only mode readers use (the report, the export) ---------------------------------------------
+
+
+def test_a_readonly_store_reads_while_a_run_writes_and_refuses_every_write(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    writer = CampaignStore.open(db, "demo", "demo.yaml")
+    writer.add_contacts(contacts(3))
+    attempt = writer.start_attempt(1, T0)
+    writer.mark_dialling(attempt.id, 1, T0)
+    reader = CampaignStore.open_readonly(db)
+    try:
+        assert [c.phone for c in reader.contact_rows()] == ["+15550000000", "+15550000001", "+15550000002"]
+        (row,) = reader.call_rows()
+        assert (row.attempt_id, row.state, row.recorded, row.worker_id) == ("c1-a1", "dialling", False, 1)
+        writer.finish_attempt(attempt.id, AttemptResult(outcome="busy", sip_code=486), T0 + 5, retry_at=None)
+        (row,) = reader.call_rows()  # the run's commit is visible to the open reader
+        assert (row.outcome, row.sip_code, row.recorded) == ("busy", 486, True)
+        for write in (
+            lambda: reader.add_contacts(contacts(1)),
+            lambda: reader.start_attempt(2, T0),
+            lambda: reader.add_event("call.dialled", None, {}, T0),
+            lambda: reader.set_state("state", "running"),
+        ):
+            with pytest.raises(StoreError, match=f"{db}: opened read-only") as refused:
+                write()
+            assert refused.value.code == "store-readonly"
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_opening_readonly_never_creates_or_changes_a_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.db"
+    with pytest.raises(StoreError, match="no such campaign store") as err:
+        CampaignStore.open_readonly(missing)
+    assert err.value.code == "store-missing" and not missing.exists()
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).executescript("CREATE TABLE meta (key TEXT, value TEXT); CREATE TABLE contacts (id INTEGER)")
+    snapshot = other.read_bytes()
+    with pytest.raises(StoreError, match=r"other.db is not a voicebot campaign store \(no table attempts, call_records\)"):
+        CampaignStore.open_readonly(other)
+    assert other.read_bytes() == snapshot and not Path(f"{other}-wal").exists()
+
+    text = tmp_path / "notes.db"
+    text.write_text("not a database at all, but long enough to have a header of sorts" * 10)
+    with pytest.raises(StoreError, match="notes.db is not a voicebot campaign store"):
+        CampaignStore.open_readonly(text)
+
+
+def test_the_report_and_the_export_read_the_same_rows(tmp_path: Path) -> None:
+    from voicebot.report.source import load_campaign
+
+    db = tmp_path / "c.db"
+    with CampaignStore.open(db, "demo", "demo.yaml") as store:
+        store.add_contacts(contacts(3))
+        for contact_id, outcome in ((2, "no_answer"), (1, "interested"), (3, None)):
+            attempt = store.start_attempt(contact_id, T0 + contact_id)
+            store.mark_dialling(attempt.id, 1, T0 + 10 - contact_id)
+            if outcome:
+                store.finish_attempt(attempt.id, AttemptResult(outcome=outcome, path=["greet"]), T0 + 20, retry_at=None)
+    with CampaignStore.open_readonly(db) as reader:
+        exported = list(reader.export_rows(batch=2))
+    report = load_campaign(db)
+    assert [r["attempt_id"] for r in exported] == ["c1-a1", "c2-a1", "c3-a1"]  # export: contact order
+    assert [c.attempt_id for c in report.calls] == ["c3-a1", "c2-a1", "c1-a1"]  # report: the order calls started
+    by_id = {c.attempt_id: c for c in report.calls}
+    for row in exported:
+        call = by_id[row["attempt_id"]]
+        assert (row["outcome"] or None, row["path"], row["phone"]) == (call.outcome, " > ".join(call.path), call.phone)
+    assert report.campaign == "demo" and report.dialplan == "demo.yaml" and len(report.contacts) == 3

@@ -137,7 +137,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from voicebot.campaign.store import CampaignStore
 
-    store = CampaignStore.open(args.db)
+    store = CampaignStore.open_readonly(args.db)
     try:
         rows = list(store.export_rows())
     finally:

@@ -188,7 +188,7 @@ def report(db: Path, contacts: list, seconds: float) -> int:
     from voicebot.campaign.store import CampaignStore
 
     persona_of = {c.phone: c.fields["persona"] for c in contacts}
-    with CampaignStore.open(db) as store:
+    with CampaignStore.open_readonly(db) as store:
         rows = list(store.export_rows())
     outcomes: dict[str, Counter] = {}
     for row in rows:

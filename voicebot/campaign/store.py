@@ -14,7 +14,7 @@ loses a result and never dials a number twice for one attempt:
   leaves and never reused: after a crash, attempts still ``created``/``dialling``
   become ``interrupted`` (``recover``), and the retry is a new attempt with a new id.
 
-Schema (version 1). Portable types so PostgreSQL can follow: TEXT, INTEGER and
+Schema (version 2). Portable types so PostgreSQL can follow: TEXT, INTEGER and
 DOUBLE PRECISION (SQLite gives it REAL affinity; PostgreSQL's ``REAL`` would be a
 4-byte float, too coarse for epoch seconds). Every timestamp is epoch seconds UTC
 in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
@@ -36,8 +36,12 @@ in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
     call_records(attempt_id TEXT PK -> attempts, outcome, session_outcome, sip_code, reason,
              setup_ms, talk_ms, hangup_by, handoff, path TEXT json, slots TEXT json,
              transcript TEXT json, recording TEXT, record TEXT json: the call's full record)
-    events(id INTEGER PK AUTOINCREMENT, ts DOUBLE, attempt_id TEXT, kind TEXT, payload TEXT json,
-             published INTEGER 0/1)      an outbox, published in id order
+    events(id INTEGER PK AUTOINCREMENT, ts DOUBLE, attempt_id TEXT, kind TEXT, payload TEXT json
+             validated by its kind's model (voicebot/events.py) before it is written,
+             published INTEGER 0/1: v1 only, no longer written)
+    sink_cursors(sink TEXT PK, last_event_id INTEGER)   (v2) each sink reads events in id order past its cursor
+    dead_letters(id PK, sink, event_id, kind, reason, at DOUBLE, UNIQUE(sink, event_id))   (v2) what a sink
+             could not deliver, and why
     dnc(phone TEXT PK, source TEXT, added_at DOUBLE)
 
 Invariants kept by every transaction: at most one open (created/dialling) attempt
@@ -68,8 +72,9 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from voicebot.errors import VoicebotError
+from voicebot.events import EventData, validate_event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each version's statements, applied in order inside one transaction. A later
 # version appends an entry here (ALTER TABLE ...); never edit a released one.
@@ -137,6 +142,26 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             phone TEXT PRIMARY KEY,
             source TEXT NOT NULL DEFAULT '',
             added_at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
+    # Version 2: every sink reads the events with a cursor of its own, so MQTT is no longer the only
+    # possible consumer (webhooks next); what a sink cannot deliver is kept with its reason. The MQTT
+    # sink's cursor starts where the v1 `published` flag had got to; the flag is no longer written.
+    2: (
+        """CREATE TABLE sink_cursors (
+            sink TEXT PRIMARY KEY,
+            last_event_id INTEGER NOT NULL
+        )""",
+        """INSERT INTO sink_cursors (sink, last_event_id)
+            SELECT 'mqtt', COALESCE((SELECT MIN(id) - 1 FROM events WHERE published = 0), (SELECT MAX(id) FROM events), 0)""",
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sink TEXT NOT NULL,
+            event_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            UNIQUE(sink, event_id)
         )""",
     ),
 }
@@ -359,6 +384,17 @@ class StoredEvent:
     payload: dict
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a sink could not deliver, and why; the sink went on with the next one."""
+
+    sink: str
+    event_id: int
+    kind: str
+    reason: str
+    at: float
+
+
 def _jsonable(value: Any) -> Any:
     # A result is never lost over a value json cannot write: dataclasses become dicts,
     # datetimes ISO strings, anything else its str().
@@ -535,10 +571,11 @@ class CampaignStore:
         )
 
     @staticmethod
-    def _event(c: sqlite3.Connection, kind: str, attempt_id: str | None, payload: dict, now: float) -> None:
+    def _event(c: sqlite3.Connection, kind: str, attempt_id: str | None, payload: dict | EventData, now: float) -> None:
+        data = validate_event(kind, payload)  # EventRefused (kind and field named) before anything is written
         c.execute(
             "INSERT INTO events (ts, attempt_id, kind, payload) VALUES (?, ?, ?, ?)",
-            (now, attempt_id, kind, _dumps(payload)),
+            (now, attempt_id, kind, _dumps(data)),
         )
 
     # -- run state ----------------------------------------------------------------------------------
@@ -844,26 +881,61 @@ class CampaignStore:
 
     # -- events (outbox) ----------------------------------------------------------------------------
 
-    def add_event(self, kind: str, attempt_id: str | None, payload: dict, now: float) -> None:
+    def add_event(self, kind: str, attempt_id: str | None, payload: dict | EventData, now: float) -> None:
+        """Write one event for every sink to read. ``EventRefused`` (nothing written) when ``kind`` is not a
+        campaign event or its payload does not fit the kind's model in ``voicebot/events.py``."""
         with self._tx() as c:
             self._event(c, kind, attempt_id, payload, now)
 
-    def unpublished_events(self, limit: int = 100) -> list[StoredEvent]:
-        """The oldest events not yet marked published, in id order."""
+    # -- sinks: each reads the events with its own cursor ------------------------------------------
+
+    @staticmethod
+    def _cursor(c: sqlite3.Connection, sink: str) -> int:
+        row = c.execute("SELECT last_event_id FROM sink_cursors WHERE sink = ?", (sink,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def events_for(self, sink: str, limit: int = 100) -> list[StoredEvent]:
+        """The oldest events ``sink`` has not yet delivered (nor dead-lettered), in id order. A payload that
+        is not JSON any more comes back as ``{}``: the sink's own check dead-letters it."""
         with self._read() as c:
             rows = c.execute(
-                "SELECT id, ts, attempt_id, kind, payload FROM events WHERE published = 0 ORDER BY id LIMIT ?",
-                (limit,),
+                "SELECT id, ts, attempt_id, kind, payload FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                (self._cursor(c, sink), limit),
             ).fetchall()
-        return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return [StoredEvent(r[0], r[1], r[2], r[3], _loads(r[4], {})) for r in rows]
 
-    def unpublished_count(self) -> int:
+    def sink_backlog(self, sink: str) -> int:
         with self._read() as c:
-            return c.execute("SELECT COUNT(*) FROM events WHERE published = 0").fetchone()[0]
+            return c.execute("SELECT COUNT(*) FROM events WHERE id > ?", (self._cursor(c, sink),)).fetchone()[0]
 
-    def mark_published(self, event_ids: Iterable[int]) -> None:
+    def delivered(self, sink: str, event_id: int) -> None:
+        """``sink`` has delivered every event up to ``event_id``: it never reads them again."""
         with self._tx() as c:
-            c.executemany("UPDATE events SET published = 1 WHERE id = ?", [(i,) for i in event_ids])
+            self._advance(c, sink, event_id)
+
+    def dead_letter(self, sink: str, event: StoredEvent, reason: str, now: float) -> None:
+        """``sink`` cannot deliver ``event``: keep it with ``reason`` and move the sink past it, in one transaction."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO dead_letters (sink, event_id, kind, reason, at) VALUES (?, ?, ?, ?, ?)",
+                (sink, event.id, event.kind, reason, now),
+            )
+            self._advance(c, sink, event.id)
+
+    def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT sink, event_id, kind, reason, at FROM dead_letters WHERE ? IS NULL OR sink = ? ORDER BY id", (sink, sink)
+            ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    @staticmethod
+    def _advance(c: sqlite3.Connection, sink: str, event_id: int) -> None:
+        c.execute(
+            "INSERT INTO sink_cursors (sink, last_event_id) VALUES (?, ?)"
+            " ON CONFLICT (sink) DO UPDATE SET last_event_id = MAX(last_event_id, excluded.last_event_id)",
+            (sink, event_id),
+        )
 
     # -- reports --------------------------------------------------------------------------------------
 

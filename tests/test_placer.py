@@ -185,10 +185,25 @@ def test_a_remote_manager_runs_a_campaign_with_pjsua2_unimportable(tmp_path: Pat
 def test_the_manager_imports_no_pjsua2_whichever_entry_point() -> None:
     code = textwrap.dedent("""
         import sys
-        import voicebot.cli, voicebot.campaign.cli, voicebot.campaign.runner, voicebot.bus.dispatch
+        import voicebot.cli, voicebot.apps.campaign_cli, voicebot.campaign.runner, voicebot.bus.dispatch
         loaded = sorted(m for m in sys.modules if m == "pjsua2" or m.startswith("voicebot.telephony"))
         print(",".join(loaded))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"loaded on the manager's import path: {out.stdout}"
+
+
+def test_a_local_run_is_given_its_media_workers_by_the_entry_point(tmp_path: Path) -> None:
+    from voicebot.campaign.runner import CampaignRun, RunOptions
+    from voicebot.errors import ConfigError
+
+    dialplan = tmp_path / "campaign.yaml"
+    dialplan.write_text((DATA / "campaign.yaml").read_text())
+    run = CampaignRun(RunOptions(dialplan=dialplan, db=tmp_path / "c.db", contacts=DATA / "contacts.csv", broker=None))
+    run.prepare()
+    try:
+        with pytest.raises(ConfigError, match="needs a pool_factory"):
+            run.run()
+    finally:
+        run.close()

@@ -17,13 +17,12 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicebot.apps import recipe
 from voicebot.audio.frames import AudioFormat, write_stereo
 from voicebot.dialplan import LoadedDialplan, load_dialplan
 from voicebot.session import CallSession
 from voicebot.speech.asr import AsrEngine
 from voicebot.speech.prompt_cache import PromptCache
-from voicebot.speech.select import make_asr_engine
-from voicebot.speech.tts import make_tts
 
 # Calls of one worker that may be in a free-text answer at once: K of the PyPI pjsua2 build.
 FREE_TEXT_DECODERS = 4
@@ -51,9 +50,8 @@ class BotSessions:
     def prepare(self) -> None:
         if self._loaded is None:
             loaded = load_dialplan(self.dialplan_path)
-            speech = loaded.dialplan.speech
-            prompts = PromptCache(self.prompt_dir, make_tts(speech.tts, speech.language, self.models_dir))
-            asr = make_asr_engine(speech.asr, speech.language, self.models_dir)
+            prompts = recipe.prompt_cache(loaded, self.prompt_dir, self.models_dir)
+            asr = recipe.asr_engine(loaded, self.models_dir)
             keep = getattr(asr, "keep_free_text_decoders", None)
             if keep is not None and any(n.listens and not n.vocabulary() for n in loaded.graph.nodes.values()):
                 keep(FREE_TEXT_DECODERS)  # before the model host forks: no call loads the n-gram model mid-answer
@@ -79,10 +77,8 @@ class BotSessions:
         assert self._loaded is not None
         dialplan = self._loaded.dialplan
         on_end = functools.partial(self._write_record, attempt_id, fmt) if self.calls_dir is not None else None
-        return CallSession(
-            dialplan.graph, self._loaded.asr.stream(fmt.rate_hz), self._loaded.prompts, contact,
-            record=dialplan.dialplan.campaign.record_calls and self.calls_dir is not None, on_end=on_end,
-        )
+        record = dialplan.dialplan.campaign.record_calls and self.calls_dir is not None
+        return recipe.call_session(dialplan, self._loaded.asr, self._loaded.prompts, contact, fmt.rate_hz, record=record, on_end=on_end)
 
     def _write_record(self, attempt_id: str, fmt: AudioFormat, session: CallSession) -> None:
         # runs on the worker's session thread, never on the media clock

@@ -38,7 +38,7 @@ from pathlib import Path
 import aiomqtt
 import structlog
 
-from voicebot.apps.bot_session import BotSessions
+from voicebot.apps import recipe
 from voicebot.bus.broker import BrokerLink, BrokerSettings, run_together
 from voicebot.bus.jobs import (
     HEARTBEAT_S,
@@ -55,11 +55,7 @@ from voicebot.calls.placer import NoCapacity
 from voicebot.campaign.prompts import prerender
 from voicebot.dialplan import load_dialplan
 from voicebot.errors import SipError
-from voicebot.speech.prompt_cache import PromptCache
-from voicebot.speech.tts import make_tts
-from voicebot.telephony.endpoint import EndpointSettings
 from voicebot.telephony.pool import WorkerPool
-from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.worker")
 
@@ -111,17 +107,10 @@ class BusWorker:
         self.digest = dialplan_digest(o.dialplan)
         speech = loaded.dialplan.speech
         prompts_dir = o.work_dir / "prompts"
-        cache = PromptCache(prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
+        cache = recipe.prompt_cache(loaded, prompts_dir, o.models_dir)
         prerender(loaded.graph, cache, speech.rate_hz, [])  # prompts with contact fields: per call, below
         self._render_for_contact = functools.partial(prerender, loaded.graph, cache, speech.rate_hz)
-        settings = WorkerSettings(
-            campaign.trunk,
-            BotSessions(o.dialplan, prompts_dir, o.models_dir, self.calls_dir),
-            endpoint=EndpointSettings(bind_address=o.bind_address, caller_id=campaign.caller_id),
-            ring_timeout_s=campaign.ring_timeout_s,
-            max_call_duration_s=campaign.max_call_duration_s,
-        )
-        self.pool = WorkerPool(settings, o.calls)
+        self.pool = recipe.media_workers(o.dialplan, loaded, o.calls, prompts_dir, o.models_dir, self.calls_dir, o.bind_address)
         self.capacity = self.pool.free_slots
 
     def drain(self) -> None:
@@ -155,21 +144,42 @@ class BusWorker:
         assert self.pool is not None
         calls = self.pool.calls() if state == "up" else []
         capacity = 0 if self._draining.is_set() else self.capacity
-        return WorkerStatus(
-            worker=self.options.name, state=state, incarnation=self.incarnation, host=socket.gethostname(), pid=os.getpid(),
-            capacity=capacity, calls=calls, dialplan_sha256=self.digest, ts=time.time(),
-        ).model_dump_json().encode()
+        return (
+            WorkerStatus(
+                worker=self.options.name,
+                state=state,
+                incarnation=self.incarnation,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                capacity=capacity,
+                calls=calls,
+                dialplan_sha256=self.digest,
+                ts=time.time(),
+            )
+            .model_dump_json()
+            .encode()
+        )
 
     async def _main(self) -> None:
         pump = asyncio.create_task(self._pump_events())
 
         async def serve(client: aiomqtt.Client) -> None:
-            _log.info("worker_connected", worker=self.options.name, campaign=self.campaign, capacity=self.capacity,
-                      broker=str(self.options.broker), waiting_events=len(self._outgoing))
+            _log.info(
+                "worker_connected",
+                worker=self.options.name,
+                campaign=self.campaign,
+                capacity=self.capacity,
+                broker=str(self.options.broker),
+                waiting_events=len(self._outgoing),
+            )
             await client.subscribe(self._topic("jobs"), qos=1)
             # a broken pump (the pool's events stopped flowing) fails loudly instead of heartbeating on
-            await run_together([self._take_jobs(client), self._heartbeat(client), self._publish(client)], self._finished,
-                               every=self._watch_drain, watch=(pump,))
+            await run_together(
+                [self._take_jobs(client), self._heartbeat(client), self._publish(client)],
+                self._finished,
+                every=self._watch_drain,
+                watch=(pump,),
+            )
             await self._flush(client)
             await client.publish(self._topic("status"), self._status("down"), qos=1)
 

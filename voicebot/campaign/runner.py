@@ -45,13 +45,15 @@ from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
 from voicebot.config import ContactsImport
 from voicebot.dialplan import LoadedDialplan, load_dialplan
+from voicebot.errors import ConfigError
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import make_tts
 
 _log = structlog.get_logger("voicebot.campaign")
 
-# How a run gets its calls placed: concurrency -> a CallPlacer as a context manager. The default is media
-# workers on this host, or remote ones over the broker (RunOptions.workers); only the local one loads pjsua2.
+# How a run gets its calls placed: concurrency -> a CallPlacer as a context manager. The entry point hands in
+# media workers on this host (voicebot.apps.recipe.media_workers: pjsua2 and the speech engines); with none, and
+# RunOptions.workers "remote", the run dispatches over the broker and loads neither.
 PlacerFactory = Callable[[int], contextlib.AbstractContextManager[CallPlacer]]
 
 PROGRESS_EVERY_S = 10.0
@@ -256,9 +258,7 @@ class CampaignRun:
                 yield placer
             return
         if o.workers == "local":
-            with self._local_workers(concurrency) as pool:
-                yield pool
-            return
+            raise ConfigError("a run with local media workers needs a pool_factory (voicebot.apps.recipe.media_workers)")
         assert self.loaded is not None and o.calls_dir is not None
         broker = need_remote_broker(o.broker)
         campaign = self.loaded.dialplan.campaign.name
@@ -272,25 +272,6 @@ class CampaignRun:
                 )
             _log.info("remote_workers", workers=remote.live_workers())
             yield remote
-
-    def _local_workers(self, concurrency: int) -> CallPlacer:
-        # imported here: pjsua2 and the speech engines load only in a run that makes its own calls
-        from voicebot.apps.bot_session import BotSessions
-        from voicebot.telephony.endpoint import EndpointSettings
-        from voicebot.telephony.pool import WorkerPool
-        from voicebot.telephony.worker import WorkerSettings
-
-        o = self.options
-        assert self.loaded is not None and o.prompts_dir is not None
-        campaign = self.loaded.dialplan.campaign
-        settings = WorkerSettings(
-            campaign.trunk,
-            BotSessions(o.dialplan, o.prompts_dir, o.models_dir, o.calls_dir),
-            endpoint=EndpointSettings(bind_address=o.bind_address, caller_id=campaign.caller_id),
-            ring_timeout_s=campaign.ring_timeout_s,
-            max_call_duration_s=campaign.max_call_duration_s,
-        )
-        return WorkerPool(settings, concurrency)
 
     def _note_waiting(self, next_due: float) -> None:
         wait_s = next_due - self.clock()

@@ -60,8 +60,11 @@ class FakeTrunk:
         assert self.plans.get(number), f"{number} was dialled more often than its plan allows ({attempt_id})"
         outcome, seconds = self.plans[number].pop(0)
         answered = outcome not in ("busy", "no_answer")
+        # an answered call's record comes on its Ended, as a worker sends it: no file is written anywhere
+        record = {"path": ["greeting", outcome], "slots": {"number": number}, "transcript": []} if answered else None
         ended = Ended(attempt_id, "answered" if answered else outcome, 200 if answered else {"busy": 486, "no_answer": 487}[outcome],
-                      "", 100, int(seconds * 1000) if answered else 0, outcome if answered else None, "remote", 0, 0, 0)
+                      "", 100, int(seconds * 1000) if answered else 0, outcome if answered else None, "remote", 0, 0, 0,
+                      record=record)
         self.dialled.append((self.clock(), number, attempt_id))
         heapq.heappush(self._ends, (self.clock() + seconds, next(self._order), ended))
         return 0
@@ -186,3 +189,13 @@ def test_every_contact_ends_with_the_attempts_its_plan_and_policy_give(campaign)
     assert all(not calls for calls in trunk.plans.values())  # every planned call was placed, none more
     ids = [attempt_id for _, _, attempt_id in trunk.dialled]
     assert len(set(ids)) == len(ids)  # a retry is a new attempt
+
+
+def test_the_store_takes_each_result_from_the_ended_message(campaign) -> None:
+    run, _, _ = campaign
+    answered = [r for r in run.store.call_rows() if r.outcome in ("meeting_booked", "customer_hangup")]
+    assert len(answered) == 3
+    for row in answered:
+        assert row.path == ("greeting", row.outcome) and row.slots == {"number": row.phone}
+        assert row.record is not None and row.record["path"] == ["greeting", row.outcome]
+    assert not run.options.calls_dir.exists()  # nothing went through files

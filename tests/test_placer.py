@@ -131,8 +131,9 @@ def on_message(c, u, m):
     job, _ = decode_job(m.topic, m.payload)
     if isinstance(job, Dial):
         c.publish(topic("events"), encode_event(Answered(job.attempt_id, 120)), qos=1)
-        ended = Ended(job.attempt_id, "answered", 200, "", 120, 1500, "customer_hangup", "remote", 75, 75, 0)
-        c.publish(topic("events"), encode_event(ended, {"path": ["greeting"], "transcript": []}), qos=1)
+        record = {"path": ["greeting"], "transcript": []}
+        ended = Ended(job.attempt_id, "answered", 200, "", 120, 1500, "customer_hangup", "remote", 75, 75, 0, record=record)
+        c.publish(topic("events"), encode_event(ended), qos=1)
 
 client.on_message = on_message
 client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic("jobs"), qos=1)

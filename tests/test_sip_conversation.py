@@ -101,7 +101,9 @@ def run_calls(dialplan: Path, prompts: Path, uri_port: int, numbers: dict[str, s
 def run_call(dialplan: Path, prompts: Path, uri_port: int, number: str, calls: Path, timeout_s: float = 120.0):
     """One call: (Ended, the worker events, the call's record)."""
     ended, events = run_calls(dialplan, prompts, uri_port, {"c1": number}, calls, timeout_s)
-    return ended["c1"], events, json.loads((calls / "c1.json").read_text())
+    record = ended["c1"].record  # the result travels on the Ended; the JSON file is an optional copy
+    assert record is not None and record == json.loads((calls / "c1.json").read_text())
+    return ended["c1"], events, record
 
 
 def transcribe(wav: Path, start_s: float, end_s: float) -> str:

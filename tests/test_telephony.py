@@ -254,6 +254,7 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
     import json
 
     log = json.loads((calls / "g1.json").read_text())
+    assert ended.record == log  # the record came on the Ended; the file is its copy
     assert log["transcript"][0] == {"speaker": "bot", "text": greeting}
     assert log["path"][0] == "greeting"
     with wave.open(str(calls / "g1.wav")) as rec:

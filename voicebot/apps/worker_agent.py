@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
-import json
 import os
 import signal
 import socket
@@ -267,13 +267,12 @@ class BusWorker:
             self._emit(event)
 
     def _emit(self, event: object) -> None:
-        record = None
-        if isinstance(event, Ended):
-            record = _read_json(self.calls_dir / f"{event.attempt_id}.json")
+        if isinstance(event, Ended) and event.record is not None:
             wav = self.calls_dir / f"{event.attempt_id}.wav"
-            if record is not None and wav.is_file():
-                record["recording_on_worker"] = {"worker": self.options.name, "path": str(wav.resolve())}
-        self._outgoing.append((self._topic("events"), encode_event(event, record)))
+            if wav.is_file():  # the audio stays on this host: say where
+                where = {"worker": self.options.name, "path": str(wav.resolve())}
+                event = dataclasses.replace(event, record={**event.record, "recording_on_worker": where})
+        self._outgoing.append((self._topic("events"), encode_event(event)))
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         while True:
@@ -285,10 +284,3 @@ class BusWorker:
             topic, payload = self._outgoing[0]
             await client.publish(topic, payload, qos=1)  # returns once the broker has it
             self._outgoing.popleft()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -166,8 +166,7 @@ class RemoteWorkers(LedgerPlacer[str]):
                 if topic.endswith("/status"):
                     self._on_status(decode_status(topic, message.payload))
                 elif topic.endswith("/events"):
-                    event, record = decode_event(topic, message.payload)
-                    self._on_event(worker_of(topic), event, record)
+                    self._on_event(worker_of(topic), decode_event(topic, message.payload))
             except JobMessageError as e:
                 _log.warning("bad_worker_message", error=str(e))
 
@@ -207,12 +206,12 @@ class RemoteWorkers(LedgerPlacer[str]):
                 # a call we gave up on (worker_lost, now retried) must not go on beside its retry
                 self._send(w.name, Hangup(attempt_id))
 
-    def _on_event(self, worker_name: str, event: WorkerEvent, record: dict | None) -> None:
+    def _on_event(self, worker_name: str, event: WorkerEvent) -> None:
         with self._lock:
             if worker_name not in self.ledger.workers:
                 return  # not ours
-            if isinstance(event, Ended) and record is not None and event.attempt_id in self.ledger.workers[worker_name].calls:
-                self._write_record(event.attempt_id, record)
+            if isinstance(event, Ended) and event.record is not None and event.attempt_id in self.ledger.workers[worker_name].calls:
+                self._write_record(event.attempt_id, event.record)  # an optional copy, as a local worker leaves one
             self.ledger.observe(worker_name, event, drop_strays=True)
 
     def _check_heartbeats(self) -> None:

@@ -19,7 +19,6 @@ Ctrl-C, or SIGTERM, ends them now). Running again resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import signal
 import threading
@@ -447,8 +446,7 @@ class CampaignRun:
     def _result(self, ended: Ended) -> AttemptResult:
         assert self.options.calls_dir is not None
         outcome = ended.session_outcome if ended.outcome == "answered" and ended.session_outcome else ended.outcome
-        record_path = self.options.calls_dir / f"{ended.attempt_id}.json"
-        record = _read_json(record_path)
+        record = ended.record  # the result travels on the message; files in calls_dir are an optional copy
         wav = self.options.calls_dir / f"{ended.attempt_id}.wav"
         return AttemptResult(
             outcome=outcome,
@@ -526,10 +524,3 @@ def contacts_mapping(base: ContactsImport, columns: dict[str, str]) -> ContactsI
     special = {k: v for k, v in columns.items() if k in _MAPPING_KEYS}
     fields = {**base.columns, **{k: v for k, v in columns.items() if k not in _MAPPING_KEYS}}
     return base.model_copy(update={**special, "columns": fields})
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

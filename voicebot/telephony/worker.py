@@ -96,7 +96,8 @@ class MediaSession(Protocol):
 # have prepare(), called once in the worker before it reports Ready (load models there;
 # the model host calls it before it forks), warm(), called in the worker after prepare()
 # (what cannot be forked: a Whisper model's threads), and ``operator_legs`` (int, read after prepare()): pjsua calls to keep free for the
-# operator legs of bridged handoffs, which the customer calls may then not take.
+# operator legs of bridged handoffs, which the customer calls may then not take; and ``take_record(attempt_id)``
+# (dict or None), called on the session thread once a session has seen its last event: the record its Ended carries.
 SessionFactory = Callable[[str, AudioFormat, dict[str, str]], MediaSession]
 
 
@@ -128,6 +129,7 @@ class _Leg:
     local_outcome: str = "stopped"  # why we hung up, when the session had not ended the call itself
     contact: dict[str, str] = field(default_factory=dict)
     session: MediaSession | None = None
+    record: dict | None = None  # from the session factory once the session has closed
     port: MediaPort | None = None
     callback_errors: int = 0
     disconnected: bool = False
@@ -178,9 +180,10 @@ class _SessionThread:
     ``("closed", id, None)`` once a session has seen its last event.
     """
 
-    def __init__(self, notices: queue.SimpleQueue) -> None:
+    def __init__(self, notices: queue.SimpleQueue, take_record: Callable[[str], dict | None] | None = None) -> None:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._notices = notices
+        self._take_record = take_record
         self._thread = threading.Thread(target=self._run, name="sessions", daemon=True)
         self._thread.start()
 
@@ -194,12 +197,21 @@ class _SessionThread:
         self._inbox.put(None)
         self._thread.join(timeout_s)
 
+    def _record(self, attempt_id: str) -> dict | None:
+        if self._take_record is None:
+            return None
+        try:
+            return self._take_record(attempt_id)
+        except Exception:  # a record that cannot be made must not keep the call's Ended from the manager
+            traceback.print_exc(file=sys.stderr)
+            return None
+
     def _run(self) -> None:
         reported: set[str] = set()
         while (item := self._inbox.get()) is not None:
             attempt_id, session, method, args = item
             if method is None:
-                self._notices.put(("closed", attempt_id, None))
+                self._notices.put(("closed", attempt_id, self._record(attempt_id)))
                 continue
             try:
                 getattr(session, method)(*args)
@@ -239,7 +251,8 @@ class MediaWorker:
         except SipError as e:
             events.put(WorkerFailed(e.code, str(e)))
             return
-        self._sessions = sessions = _SessionThread(self._notices)
+        take_record = getattr(self.settings.session_factory, "take_record", None)
+        self._sessions = sessions = _SessionThread(self._notices, take_record)
         try:
             prepare = getattr(self.settings.session_factory, "prepare", None)
             if prepare is not None:
@@ -382,8 +395,10 @@ class MediaWorker:
             elif kind == "operator-digit":
                 if leg is not None:
                     self._operator_digit(leg, payload)
-            else:
+            else:  # closed: the session has seen its last event, and made its record
                 self._closed.add(attempt_id)
+                if leg is not None:
+                    leg.record = payload
 
     def _reap(self) -> None:
         # Calls and ports are dropped here, outside their own callbacks, once
@@ -635,6 +650,7 @@ class MediaWorker:
             first_sound_out_ms=_since(leg.answered_at, port.first_sound_out) if port else None,
             first_sound_in_ms=_since(leg.answered_at, port.first_sound_in) if port else None,
             handoff=leg.handoff_result,
+            record=leg.record,
         )
 
     def _emit(self, event: WorkerEvent) -> None:

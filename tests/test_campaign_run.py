@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from datetime import UTC
 from pathlib import Path
 
 from conftest import group_alive, invites_by_attempt, query
@@ -165,9 +166,9 @@ def _open_attempts(db: Path) -> int:
 
 
 def test_outside_the_calling_window_nothing_is_dialled_and_contacts_wait_for_it(tmp_path: Path) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     opens = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
     closes = opens + timedelta(hours=1)
     text = (DATA / "campaign.yaml").read_text().replace(

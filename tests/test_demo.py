@@ -6,7 +6,6 @@ import csv
 import sqlite3
 from pathlib import Path
 
-
 ROOT = Path(__file__).parent.parent
 
 

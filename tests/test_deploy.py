@@ -498,7 +498,7 @@ def test_dialplan_references_resolve(dialplan):
         for target in targets:
             assert target in contexts, f"[{context}] includes unknown [{target}]"
     for context, exts in contexts.items():
-        for exten, steps in exts.items():
+        for steps in exts.values():
             labels = {s.label for s in steps}
             for step in steps:
                 if step.app == "Goto":
@@ -628,8 +628,9 @@ def test_mosquitto_requires_a_login_and_the_entrypoint_creates_every_user(compos
 
 def test_mosquitto_config_runs_and_refuses_anonymous_clients(tmp_path):
     """The real mosquitto (Debian's) with this config: only its paths and port moved into tmp_path."""
-    import paho.mqtt.client as mqtt
     import pwd
+
+    import paho.mqtt.client as mqtt
 
     env = {"PATH": "/usr/bin:/bin:/usr/sbin", "MOSQUITTO_RUN_DIR": str(tmp_path / "run"), "MOSQUITTO_ENTRYPOINT": "true",
            **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")}}

@@ -6,17 +6,16 @@ import socket
 import time
 from pathlib import Path
 
-
 from conftest import events_until_ended, tone
+
 from voicebot.audio.frames import write_wav
 from voicebot.config import Trunk
 from voicebot.peers.baresip import Account, BaresipPeer
 from voicebot.peers.pbx import SipRouter
 
 
-
 def test_the_router_answers_busy_and_unknown_numbers_and_forwards_the_rest(tmp_path: Path) -> None:
-    from voicebot.telephony.messages import Ended
+    from voicebot.calls.messages import Ended
     from voicebot.telephony.playback import playback_sessions
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
@@ -32,7 +31,7 @@ def test_the_router_answers_busy_and_unknown_numbers_and_forwards_the_rest(tmp_p
             w.start(timeout_s=15)
             numbers = {"answers": "+12125550100", "busy": "+12125550101", "rings": "+12125550102", "unknown": "+12125550199"}
             for attempt, number in numbers.items():
-                from voicebot.telephony.messages import Dial
+                from voicebot.calls.messages import Dial
 
                 w.send(Dial(attempt, number))
             ended = {e.attempt_id: e for e in events_until_ended(w, set(numbers), timeout_s=20) if isinstance(e, Ended)}

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from voicebot.audio.frames import NARROWBAND, gain, read_wav, rms_dbfs, split_frames, write_wav
+from voicebot.audio.line import telephone
 from voicebot.dialplan import load_dialplan
 from voicebot.session import CallSession, Interrupt, PromptHeard
 from voicebot.simulate import CallSimulator, CustomerAudio, simulate_call
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.tts import make_tts
-from voicebot.audio.line import telephone
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "dialplans" / "demo_en.yaml"

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.config import Trunk
-from voicebot.errors import ConfigError, SipError
-from voicebot.telephony.messages import (
+from voicebot.calls.messages import (
     Answered,
     DialFailed,
     Dialled,
@@ -30,14 +28,11 @@ from voicebot.telephony.messages import (
     Ready,
     Ringing,
 )
+from voicebot.calls.placer import NoCapacity, PlacerEvent, TokenBucket
+from voicebot.config import Trunk
+from voicebot.errors import ConfigError, SipError
 from voicebot.telephony.playback import playback_sessions
-from voicebot.telephony.pool import (
-    NoCapacity,
-    PoolEvent,
-    TokenBucket,
-    WorkerPool,
-    WorkerStartError,
-)
+from voicebot.telephony.pool import WorkerPool, WorkerStartError
 from voicebot.telephony.worker import WorkerSettings, customer_capacity
 
 # --- pacing: pure ------------------------------------------------------------------------------
@@ -100,7 +95,7 @@ def pool(capsys):
     assert all(c == 0 for pc in codes for c in pc.values()), f"worker exit codes {codes}"
 
 
-def _until_all_end(p: WorkerPool, attempt_ids: set[str], timeout_s: float = 20.0) -> list[PoolEvent]:
+def _until_all_end(p: WorkerPool, attempt_ids: set[str], timeout_s: float = 20.0) -> list[PlacerEvent]:
     events, open_ids = [], set(attempt_ids)
     deadline = time.monotonic() + timeout_s
     while open_ids:
@@ -115,7 +110,7 @@ def _until_all_end(p: WorkerPool, attempt_ids: set[str], timeout_s: float = 20.0
     return events
 
 
-def _replacement_ready(p: WorkerPool, events: list[PoolEvent], known: set[int], timeout_s: float = 20.0) -> PoolEvent:
+def _replacement_ready(p: WorkerPool, events: list[PlacerEvent], known: set[int], timeout_s: float = 20.0) -> PlacerEvent:
     """The Ready of a worker not in ``known`` (the ids before a death), from ``events`` or else the pool."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -127,7 +122,7 @@ def _replacement_ready(p: WorkerPool, events: list[PoolEvent], known: set[int], 
             events.append(event)
 
 
-def _ended(events: list[PoolEvent]) -> dict[str, PoolEvent]:
+def _ended(events: list[PlacerEvent]) -> dict[str, PlacerEvent]:
     return {e.event.attempt_id: e for e in events if isinstance(e.event, Ended)}
 
 
@@ -316,7 +311,7 @@ def _memory_mb(pid: int) -> dict[str, int]:
 def test_workers_forked_from_the_model_host_share_its_models(sipp, tmp_path, capsys) -> None:
     """The real session factory (Piper + PocketSphinx): loaded once in the host, used by every worker."""
 
-    from voicebot.telephony.bot_session import BotSessions
+    from voicebot.apps.bot_session import BotSessions
 
     demo = Path(__file__).parent.parent / "dialplans" / "demo_en.yaml"
     port = sipp("uas_answer", "-rtp_echo", "-d", "2500", "-m", "2", "-l", "2")

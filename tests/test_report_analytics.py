@@ -11,10 +11,10 @@ import pytest
 
 from voicebot.campaign.store import CampaignStore
 from voicebot.dialplan import load_dialplan
+from voicebot.peers.sample_campaign import CONTACTS, build_sample_campaign
 from voicebot.report.analytics import by_hour, by_tag, outcome_counts, summarize
 from voicebot.report.build import build_report, check_matches, find_dialplan
 from voicebot.report.calls import call_view, recording_href
-from voicebot.report.sample import CONTACTS, build_sample_campaign
 from voicebot.report.script_graph import ScriptShape
 from voicebot.report.script_stats import END, script_analytics
 from voicebot.report.source import ReportError, load_campaign

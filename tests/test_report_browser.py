@@ -16,7 +16,7 @@ import pytest
 
 from voicebot.cli import main
 from voicebot.dialplan import load_dialplan
-from voicebot.report.sample import build_sample_campaign
+from voicebot.peers.sample_campaign import build_sample_campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 DIALPLAN = ROOT / "dialplans" / "demo_en.yaml"

@@ -12,8 +12,8 @@ from plotly.offline import get_plotlyjs
 from voicebot.campaign.store import CampaignStore
 from voicebot.cli import main
 from voicebot.dialplan import load_dialplan
+from voicebot.peers.sample_campaign import build_sample_campaign
 from voicebot.report.csvfiles import FILES
-from voicebot.report.sample import build_sample_campaign
 
 DIALPLAN = Path(__file__).resolve().parent.parent / "dialplans" / "demo_en.yaml"
 CHARTS = ("chart-outcomes", "chart-hours", "chart-funnel", "chart-graph-reach", "chart-graph-nomatch", "chart-heatmap")
@@ -61,7 +61,7 @@ def test_html_has_the_tables_managers_read(outputs):
 
 def test_html_escapes_what_people_said(db, tmp_path):
     # Everything in the page comes from calls: a phrase must never become markup.
-    from voicebot.report.sample import PERSONAS, Persona, say
+    from voicebot.peers.sample_campaign import PERSONAS, Persona, say
 
     personas = {**PERSONAS, "hacker": Persona("hacker", (say("<script>alert(1)</script>"), say("yes")))}
     plan = (("Eve", "<b>Evil</b>", ("x",), ("hacker",)),)

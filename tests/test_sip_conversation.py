@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 import structlog.testing
-
 from conftest import chunks_found, heard_at, locate
+
+from voicebot.apps.bot_session import BotSessions
 from voicebot.audio.frames import NARROWBAND, read_wav
+from voicebot.calls.messages import DialFailed, Ended, HandoffRequested
+from voicebot.calls.placer import NoCapacity
 from voicebot.config import AsrSettings, Trunk
 from voicebot.dialplan import load_dialplan
 from voicebot.peers.customer import script_customer, speak
@@ -25,9 +28,7 @@ from voicebot.session import CallSession
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.select import make_asr_engine
 from voicebot.speech.tts import make_tts
-from voicebot.telephony.bot_session import BotSessions
-from voicebot.telephony.messages import DialFailed, Ended, HandoffRequested
-from voicebot.telephony.pool import NoCapacity, WorkerPool
+from voicebot.telephony.pool import WorkerPool
 from voicebot.telephony.worker import WorkerSettings
 
 ROOT = Path(__file__).parent.parent
@@ -100,7 +101,9 @@ def run_calls(dialplan: Path, prompts: Path, uri_port: int, numbers: dict[str, s
 def run_call(dialplan: Path, prompts: Path, uri_port: int, number: str, calls: Path, timeout_s: float = 120.0):
     """One call: (Ended, the worker events, the call's record)."""
     ended, events = run_calls(dialplan, prompts, uri_port, {"c1": number}, calls, timeout_s)
-    return ended["c1"], events, json.loads((calls / "c1.json").read_text())
+    record = ended["c1"].record  # the result travels on the Ended; the JSON file is an optional copy
+    assert record is not None and record == json.loads((calls / "c1.json").read_text())
+    return ended["c1"], events, record
 
 
 def transcribe(wav: Path, start_s: float, end_s: float) -> str:

@@ -68,7 +68,7 @@ def by_phone(store: CampaignStore, phone: str):
 
 def test_new_store_is_wal_and_records_its_campaign(store: CampaignStore, db: Path) -> None:
     meta = store.meta()
-    assert meta["schema_version"] == "1"
+    assert meta["schema_version"] == "2"
     assert meta["campaign"] == "spring"
     assert meta["dialplan"] == "dialplans/spring.yaml"
     with sqlite3.connect(db) as raw:  # WAL is a property of the file: any other connection sees it
@@ -115,7 +115,7 @@ def test_state_and_meta_are_separate(store: CampaignStore, db: Path) -> None:
     store.close()
     reopened = CampaignStore.open(db, "spring")
     assert reopened.get_state("state") == "paused"
-    assert reopened.meta()["schema_version"] == "1"
+    assert reopened.meta()["schema_version"] == "2"
     reopened.close()
 
 
@@ -266,11 +266,11 @@ def test_finishing_twice_changes_nothing(store: CampaignStore) -> None:
     store.add_contacts(contacts(1))
     attempt = store.start_attempt(store.due(T0, 1)[0].id, T0)
     store.finish_attempt(attempt.id, AttemptResult(outcome="interested", talk_ms=4000), T0 + 60, retry_at=None)
-    before = (list(store.export_rows()), store.get_contact(attempt.contact_id), store.summary(), store.unpublished_events())
+    before = (list(store.export_rows()), store.get_contact(attempt.contact_id), store.summary(), store.events_for("mqtt"))
 
     store.finish_attempt(attempt.id, AttemptResult(outcome="busy", talk_ms=1), T0 + 90, retry_at=T0 + 100, dnc=True)
 
-    after = (list(store.export_rows()), store.get_contact(attempt.contact_id), store.summary(), store.unpublished_events())
+    after = (list(store.export_rows()), store.get_contact(attempt.contact_id), store.summary(), store.events_for("mqtt"))
     assert after == before
     assert not store.is_dnc(attempt.phone)
     with pytest.raises(StoreError, match="must not be dialled"):
@@ -280,14 +280,14 @@ def test_finishing_twice_changes_nothing(store: CampaignStore) -> None:
 def test_ended_event_is_in_the_outbox(store: CampaignStore) -> None:
     store.add_contacts(contacts(1))
     attempt = store.start_attempt(store.due(T0, 1)[0].id, T0)
-    store.add_event("call.ringing", attempt.id, {"sip_code": 180}, T0 + 1)
+    store.add_event("call.ringing", attempt.id, {"sip_code": 180, "after_ms": 900}, T0 + 1)
     store.finish_attempt(attempt.id, AttemptResult(outcome="busy", sip_code=486), T0 + 2, retry_at=T0 + 600)
-    events = store.unpublished_events()
+    events = store.events_for("mqtt")
     assert [(e.kind, e.attempt_id) for e in events] == [("call.ringing", attempt.id), ("attempt.ended", attempt.id)]
     ended = events[1].payload
     assert (ended["outcome"], ended["sip_code"], ended["retry_at"], ended["contact_status"]) == ("busy", 486, T0 + 600, "pending")
-    store.mark_published([events[0].id])
-    assert [e.kind for e in store.unpublished_events()] == ["attempt.ended"]
+    store.delivered("mqtt", events[0].id)
+    assert [e.kind for e in store.events_for("mqtt")] == ["attempt.ended"]
 
 
 # -- crash recovery ----------------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ _CHILD = textwrap.dedent(
             # one write() per line, so a kill never leaves half a line in the pipe
             os.write(1, f"started {attempt.id}\\n".encode())  # "acting on" it: it must be in the file by now
             store.mark_dialling(attempt.id, 1, now)
-            store.add_event("call.dialled", attempt.id, {"worker_id": 1}, now)
+            store.add_event("call.dialled", attempt.id, {"uri": "sip:x@127.0.0.1", "worker_id": 1}, now)
             result = AttemptResult(outcome="busy", sip_code=486, path=["greet", "pitch"], slots={"n": attempt.seq})
             store.finish_attempt(attempt.id, result, now, retry_at=now)
             os.write(1, f"ended {attempt.id}\\n".encode())
@@ -384,9 +384,7 @@ def _note_child_line(line: str, started: set[str], ended: set[str]) -> None:
 
 def _run_child_until_killed(script: Path, db: Path, ended_before_kill: int) -> tuple[set[str], set[str]]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     started: set[str] = set()
     ended: set[str] = set()
     try:
@@ -445,7 +443,7 @@ def test_sigkill_mid_run_loses_nothing_and_never_reuses_an_attempt_id(tmp_path: 
             exported = {r["attempt_id"]: r for r in store.export_rows()}
             assert set(exported) == set(rows)
             assert all(exported[i]["path"] == "greet > pitch" for i, r in rows.items() if r.state == "ended")
-            ended_events = [e.attempt_id for e in store.unpublished_events(10_000) if e.kind == "attempt.ended"]
+            ended_events = [e.attempt_id for e in store.events_for("mqtt", 10_000) if e.kind == "attempt.ended"]
             assert sorted(ended_events) == sorted(i for i, r in rows.items() if r.state == "ended")
             assert store.summary()["attempts"] == len(rows)
             # what the next run's recover() would do
@@ -469,7 +467,7 @@ def test_two_threads_share_one_store(store: CampaignStore) -> None:
             for cid in mine:
                 attempt = store.start_attempt(cid, T0)
                 store.mark_dialling(attempt.id, 1, T0)
-                store.add_event("call.dialled", attempt.id, {}, T0)
+                store.add_event("call.dialled", attempt.id, {"uri": "sip:x@127.0.0.1"}, T0)
                 store.finish_attempt(attempt.id, AttemptResult(outcome="interested"), T0 + 1, retry_at=None)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
@@ -481,7 +479,7 @@ def test_two_threads_share_one_store(store: CampaignStore) -> None:
         t.join(timeout=60)
     assert errors == []
     assert store.summary()["done"] == 40
-    assert len(store.unpublished_events(1000)) == 80
+    assert len(store.events_for("mqtt", 1000)) == 80
 
 
 # -- export ----------------------------------------------------------------------------------------------------------
@@ -526,3 +524,124 @@ def test_export_rows(store: CampaignStore) -> None:
     assert second["dialled_at"] == "2026-05-28T21:26:40.000+00:00"
     assert second["ended_at"] == "2026-05-28T21:28:20.000+00:00"
     assert (third["state"], third["outcome"], third["ended_at"], third["sip_code"]) == ("created", "", "", "")
+
+
+# -- the read-only mode readers use (the report, the export) ---------------------------------------------
+
+
+def test_a_readonly_store_reads_while_a_run_writes_and_refuses_every_write(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    writer = CampaignStore.open(db, "demo", "demo.yaml")
+    writer.add_contacts(contacts(3))
+    attempt = writer.start_attempt(1, T0)
+    writer.mark_dialling(attempt.id, 1, T0)
+    reader = CampaignStore.open_readonly(db)
+    try:
+        assert [c.phone for c in reader.contact_rows()] == ["+15550000000", "+15550000001", "+15550000002"]
+        (row,) = reader.call_rows()
+        assert (row.attempt_id, row.state, row.recorded, row.worker_id) == ("c1-a1", "dialling", False, 1)
+        writer.finish_attempt(attempt.id, AttemptResult(outcome="busy", sip_code=486), T0 + 5, retry_at=None)
+        (row,) = reader.call_rows()  # the run's commit is visible to the open reader
+        assert (row.outcome, row.sip_code, row.recorded) == ("busy", 486, True)
+        for write in (
+            lambda: reader.add_contacts(contacts(1)),
+            lambda: reader.start_attempt(2, T0),
+            lambda: reader.add_event("call.dialled", None, {}, T0),
+            lambda: reader.set_state("state", "running"),
+        ):
+            with pytest.raises(StoreError, match=f"{db}: opened read-only") as refused:
+                write()
+            assert refused.value.code == "store-readonly"
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_opening_readonly_never_creates_or_changes_a_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.db"
+    with pytest.raises(StoreError, match="no such campaign store") as err:
+        CampaignStore.open_readonly(missing)
+    assert err.value.code == "store-missing" and not missing.exists()
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).executescript("CREATE TABLE meta (key TEXT, value TEXT); CREATE TABLE contacts (id INTEGER)")
+    snapshot = other.read_bytes()
+    with pytest.raises(StoreError, match=r"other.db is not a voicebot campaign store \(no table attempts, call_records\)"):
+        CampaignStore.open_readonly(other)
+    assert other.read_bytes() == snapshot and not Path(f"{other}-wal").exists()
+
+    text = tmp_path / "notes.db"
+    text.write_text("not a database at all, but long enough to have a header of sorts" * 10)
+    with pytest.raises(StoreError, match="notes.db is not a voicebot campaign store"):
+        CampaignStore.open_readonly(text)
+
+
+def test_the_report_and_the_export_read_the_same_rows(tmp_path: Path) -> None:
+    from voicebot.report.source import load_campaign
+
+    db = tmp_path / "c.db"
+    with CampaignStore.open(db, "demo", "demo.yaml") as store:
+        store.add_contacts(contacts(3))
+        for contact_id, outcome in ((2, "no_answer"), (1, "interested"), (3, None)):
+            attempt = store.start_attempt(contact_id, T0 + contact_id)
+            store.mark_dialling(attempt.id, 1, T0 + 10 - contact_id)
+            if outcome:
+                store.finish_attempt(attempt.id, AttemptResult(outcome=outcome, path=["greet"]), T0 + 20, retry_at=None)
+    with CampaignStore.open_readonly(db) as reader:
+        exported = list(reader.export_rows(batch=2))
+    report = load_campaign(db)
+    assert [r["attempt_id"] for r in exported] == ["c1-a1", "c2-a1", "c3-a1"]  # export: contact order
+    assert [c.attempt_id for c in report.calls] == ["c3-a1", "c2-a1", "c1-a1"]  # report: the order calls started
+    by_id = {c.attempt_id: c for c in report.calls}
+    for row in exported:
+        call = by_id[row["attempt_id"]]
+        assert (row["outcome"] or None, row["path"], row["phone"]) == (call.outcome, " > ".join(call.path), call.phone)
+    assert report.campaign == "demo" and report.dialplan == "demo.yaml" and len(report.contacts) == 3
+
+
+# -- typed events, sink cursors, dead letters -------------------------------------------------------------
+
+
+def test_an_event_that_does_not_fit_its_model_is_refused_where_it_is_written(store: CampaignStore) -> None:
+    from voicebot.events import CallRinging, EventRefused
+
+    with pytest.raises(EventRefused, match=r"event 'call.ringing': field 'after_ms': Input should be a valid integer.*'soon'") as bad:
+        store.add_event("call.ringing", "c1-a1", {"sip_code": 180, "after_ms": "soon"}, T0)
+    assert (bad.value.kind, bad.value.field, bad.value.code) == ("call.ringing", "after_ms", "event-refused")
+    with pytest.raises(EventRefused, match="event kind 'call.teleported' is not one of the campaign's events") as unknown:
+        store.add_event("call.teleported", None, {}, T0)
+    assert unknown.value.kind == "call.teleported"
+    assert store.events_for("mqtt") == []  # nothing was written
+    store.add_event("call.ringing", "c1-a1", CallRinging(sip_code=183, after_ms=40), T0)  # the model itself
+    with pytest.raises(EventRefused, match="event 'call.dialled' takes a CallDialled, not a CallRinging"):
+        store.add_event("call.dialled", "c1-a1", CallRinging(sip_code=183, after_ms=40), T0)
+    assert [(e.kind, e.payload) for e in store.events_for("mqtt")] == [("call.ringing", {"sip_code": 183, "after_ms": 40})]
+
+
+def test_each_sink_reads_with_its_own_cursor_and_a_dead_letter_moves_only_its_own(store: CampaignStore) -> None:
+    for i in range(4):
+        store.add_event("call.node_entered", "c1-a1", {"node": f"n{i}"}, T0 + i)
+    ids = [e.id for e in store.events_for("mqtt")]
+    store.delivered("mqtt", ids[1])
+    store.dead_letter("mqtt", store.events_for("mqtt")[0], "the broker refused it", T0 + 10)
+    assert [e.id for e in store.events_for("mqtt")] == ids[3:] and store.sink_backlog("mqtt") == 1
+    assert [e.id for e in store.events_for("webhook")] == ids and store.sink_backlog("webhook") == 4
+    store.delivered("mqtt", ids[0])  # a cursor never goes back
+    assert store.sink_backlog("mqtt") == 1
+    (dead,) = store.dead_letters()
+    assert (dead.sink, dead.event_id, dead.kind, dead.reason) == ("mqtt", ids[2], "call.node_entered", "the broker refused it")
+
+
+def test_a_version_1_store_keeps_what_it_had_published(db: Path) -> None:
+    with CampaignStore.open(db, "spring") as store:
+        for i in range(5):
+            store.add_event("call.node_entered", None, {"node": f"n{i}"}, T0 + i)
+    with sqlite3.connect(db) as raw:  # back to version 1: the published flag was the only cursor
+        raw.executescript(
+            "DROP TABLE sink_cursors; DROP TABLE dead_letters; UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+            " UPDATE events SET published = 1 WHERE id <= 3;"
+        )
+    with CampaignStore.open(db, "spring") as store:
+        assert store.meta()["schema_version"] == "2"
+        assert [e.id for e in store.events_for("mqtt")] == [4, 5]
+        assert store.dead_letters() == []

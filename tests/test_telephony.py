@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from voicebot.audio.frames import NARROWBAND, read_wav, rms_dbfs, split_frames
-from voicebot.config import Trunk
-from voicebot.telephony import outcomes
-from voicebot.telephony.outcomes import LocalCancel
-
 from conftest import events_until_ended, free_port, tone
 
+from voicebot.audio.frames import NARROWBAND, read_wav, rms_dbfs, split_frames
+from voicebot.calls import outcomes
+from voicebot.calls.outcomes import LocalCancel
+from voicebot.config import Trunk
 
 # --- outcomes: pure ----------------------------------------------------------------------------
 
@@ -100,14 +98,14 @@ needs_sipp = pytest.mark.usefixtures("sipp")
 
 
 def _ended(events: list):
-    from voicebot.telephony.messages import Ended
+    from voicebot.calls.messages import Ended
 
     return [e for e in events if isinstance(e, Ended)]
 
 
 @needs_sipp
 def test_answered_call_carries_media_both_ways_and_dtmf(sipp, worker, tmp_path: Path) -> None:
-    from voicebot.telephony.messages import Answered, Dial, Dialled, DtmfIn, Ringing
+    from voicebot.calls.messages import Answered, Dial, Dialled, DtmfIn, Ringing
 
     port = sipp("uas_answer", "-rtp_echo", "-d", "2000", "-m", "1")
     w, _ = worker(port)
@@ -131,7 +129,7 @@ def test_answered_call_carries_media_both_ways_and_dtmf(sipp, worker, tmp_path: 
 
 @needs_sipp
 def test_the_bot_hangs_up_when_its_session_ends(sipp, worker) -> None:
-    from voicebot.telephony.messages import Dial
+    from voicebot.calls.messages import Dial
 
     port = sipp("uas_answer", "-rtp_echo", "-d", "10000", "-m", "1")
     w, _ = worker(port, hang_up_after_ms=1000)
@@ -152,7 +150,7 @@ def test_the_bot_hangs_up_when_its_session_ends(sipp, worker) -> None:
     ],
 )
 def test_rejected_calls_get_their_outcome_and_sip_code(sipp, worker, code: int, reason: str, outcome: str) -> None:
-    from voicebot.telephony.messages import Dial
+    from voicebot.calls.messages import Dial
 
     port = sipp(f"uas_{code}", "-m", "1")
     w, _ = worker(port)
@@ -163,7 +161,7 @@ def test_rejected_calls_get_their_outcome_and_sip_code(sipp, worker, code: int, 
 
 @needs_sipp
 def test_busy_over_tcp(sipp, worker) -> None:
-    from voicebot.telephony.messages import Dial, Dialled
+    from voicebot.calls.messages import Dial, Dialled
 
     port = sipp("uas_486", "-m", "1", tcp=True)
     w, _ = worker(port, tcp=True)
@@ -176,7 +174,7 @@ def test_busy_over_tcp(sipp, worker) -> None:
 
 @needs_sipp
 def test_k_calls_ring_out_the_next_is_refused_and_all_end_as_no_answer(sipp, worker) -> None:
-    from voicebot.telephony.messages import Dial, DialFailed, Ringing
+    from voicebot.calls.messages import Dial, DialFailed, Ringing
 
     port = sipp("uas_ring", "-m", "10")
     w, ready = worker(port, ring_timeout_s=1.5)
@@ -197,7 +195,7 @@ def test_k_calls_ring_out_the_next_is_refused_and_all_end_as_no_answer(sipp, wor
 
 @needs_sipp
 def test_a_duplicate_attempt_is_never_dialled_twice(sipp, worker) -> None:
-    from voicebot.telephony.messages import Dial, DialFailed
+    from voicebot.calls.messages import Dial, DialFailed
 
     port = sipp("uas_486", "-m", "1")
     w, _ = worker(port)
@@ -208,7 +206,7 @@ def test_a_duplicate_attempt_is_never_dialled_twice(sipp, worker) -> None:
 
 
 def test_a_silent_trunk_is_a_trunk_error(worker) -> None:
-    from voicebot.telephony.messages import Dial
+    from voicebot.calls.messages import Dial
 
     w, _ = worker(free_port(), ring_timeout_s=1.0)  # nothing listens there
     w.send(Dial("a1", "100"))
@@ -219,12 +217,12 @@ def test_a_silent_trunk_is_a_trunk_error(worker) -> None:
 @needs_sipp
 def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys) -> None:
     """The real call session in a worker: 200 OK → first greeting frame, measured and printed."""
+    from voicebot.apps.bot_session import BotSessions
+    from voicebot.calls.messages import Dial
     from voicebot.dialplan import load_dialplan
     from voicebot.script.engine import ScriptEngine
     from voicebot.speech.piper_tts import PiperTts
     from voicebot.speech.prompt_cache import PromptCache
-    from voicebot.telephony.bot_session import BotSessions
-    from voicebot.telephony.messages import Dial
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
     demo = tmp_path / "demo.yaml"
@@ -256,6 +254,7 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
     import json
 
     log = json.loads((calls / "g1.json").read_text())
+    assert ended.record == log  # the record came on the Ended; the file is its copy
     assert log["transcript"][0] == {"speaker": "bot", "text": greeting}
     assert log["path"][0] == "greeting"
     with wave.open(str(calls / "g1.wav")) as rec:
@@ -296,6 +295,7 @@ def test_registration_with_digest_auth(monkeypatch, tmp_path: Path, password: st
     import subprocess
 
     from conftest import SCENARIOS
+
     from voicebot.telephony.playback import playback_sessions
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
@@ -325,7 +325,7 @@ def test_registration_with_digest_auth(monkeypatch, tmp_path: Path, password: st
 def test_a_call_that_reaches_the_max_duration_is_ended_by_the_bot(sipp, worker) -> None:
     """sipp answers and sends no RTP at all: the session's clock must still run (silence in), and the
     worker ends the call at max_call_duration_s with that outcome in the session's record."""
-    from voicebot.telephony.messages import Dial
+    from voicebot.calls.messages import Dial
 
     port = sipp("uas_answer", "-d", "10000", "-m", "1")
     w, _ = worker(port, max_call_duration_s=2.0)

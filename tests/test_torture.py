@@ -23,8 +23,6 @@ from pathlib import Path
 
 import pytest
 
-
-
 TORTURE_DIR = Path(__file__).parent.parent.parent / "shared" / "sip-torture"
 
 CALL_MS = 5000  # sipp hangs up the first call this long after the ACK: the torture runs inside it
@@ -155,7 +153,7 @@ def _open_fds(pid: int) -> int:
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_torture_messages_during_a_call_leave_the_worker_and_the_call_intact(sipp, worker, transport: str, capsys) -> None:
-    from voicebot.telephony.messages import Answered, Dial, Ended, Hangup
+    from voicebot.calls.messages import Answered, Dial, Ended, Hangup
 
     messages = _torture_messages()
     tcp = transport == "tcp"

@@ -11,17 +11,16 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-
 from conftest import chunks_found, events_until_ended, tone
+
 from voicebot.audio.frames import NARROWBAND, read_wav, write_wav
 from voicebot.config import Trunk
 from voicebot.peers.baresip import BaresipPeer
 from voicebot.peers.customer import speak
 
 
-
 def _call(trunk: Trunk, tmp_path: Path, number: str, hang_up_after_ms: int = 3000):
-    from voicebot.telephony.messages import Dial, Ended
+    from voicebot.calls.messages import Dial, Ended
     from voicebot.telephony.playback import playback_sessions
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
@@ -93,13 +92,13 @@ def test_an_outbound_proxy_gets_the_invite_for_the_carrier_uri(sipp, tmp_path: P
     assert (ended.outcome, ended.sip_code) == ("answered", 200)
     messages = trace.read_text(errors="replace")
     assert re.search(r"^INVITE sip:4930123456@carrier\.invalid SIP/2\.0", messages, re.M), messages[:800]
-    assert re.search(r"^Route: <sip:127\.0\.0\.1:%d;lr>" % port, messages, re.M | re.I), messages[:1500]
+    assert re.search(rf"^Route: <sip:127\.0\.0\.1:{port};lr>", messages, re.M | re.I), messages[:1500]
     assert re.search(r"^X-Voicebot-Attempt: a1\s*$", messages, re.M), messages[:1500]  # the attempt id travels with the call
 
 
 def test_keys_from_the_script_reach_the_far_end_as_rfc2833(tmp_path: Path) -> None:
-    from voicebot.telephony.bot_session import BotSessions
-    from voicebot.telephony.messages import Dial, Ended
+    from voicebot.apps.bot_session import BotSessions
+    from voicebot.calls.messages import Dial, Ended
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
     menu = tmp_path / "menu.wav"

@@ -9,10 +9,11 @@ from pocketsphinx import Decoder
 
 from voicebot.audio.frames import AudioFormat, rms_dbfs, split_frames, write_wav
 from voicebot.audio.resample import resample
+from voicebot.campaign.prompts import prerender, script_prompts
 from voicebot.dialplan import load_dialplan
 from voicebot.errors import TtsError
 from voicebot.speech.piper_tts import PiperTts, find_voice
-from voicebot.speech.prompt_cache import PromptCache, prerender, script_prompts
+from voicebot.speech.prompt_cache import PromptCache
 
 DEMO = Path(__file__).parent.parent / "dialplans" / "demo_en.yaml"
 VOICE = "en_US-joe-medium"

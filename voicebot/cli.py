@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -66,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-s", type=int, default=300)
     sim.set_defaults(func=cmd_simulate)
 
+    from voicebot.apps.campaign_cli import register_cli as register_campaign_cli
     from voicebot.bench.cli import register_cli as register_bench_cli
-    from voicebot.campaign.cli import register_cli as register_campaign_cli
     from voicebot.report.cli import register_cli as register_report_cli
     from voicebot.speech.models import register_cli
 
@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if loaded is not None:
             g = loaded.graph
             print(f"{path}: ok ({len(g.nodes)} nodes, {sum(len(n.routes) for n in g.nodes.values())} intent routes"
-                  f"{', %d warning(s)' % (len(problems)) if problems else ''})")
+                  f"{f', {len(problems)} warning(s)' if problems else ''})")
         else:
             print(f"{path}: {n_err} error(s)")
     return 1 if errors else 0
@@ -191,13 +191,11 @@ def default_cache_dir() -> Path:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from voicebot.apps import recipe
     from voicebot.audio.frames import AudioFormat
-    from voicebot.session import CallSession
+    from voicebot.campaign.prompts import prerender
     from voicebot.simulate import load_customer_audio, simulate_call
     from voicebot.speech.models import models_dir
-    from voicebot.speech.prompt_cache import PromptCache, prerender
-    from voicebot.speech.select import make_asr_engine
-    from voicebot.speech.tts import make_tts
 
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     loaded = load_dialplan(args.dialplan)
@@ -209,15 +207,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         customer = load_customer_audio(args.audio, fmt, args.reaction_ms, args.phone_line)
     except (OSError, ValueError, EOFError) as exc:
         raise VoicebotError(f"{args.audio}: {exc}", code="bad-audio") from exc
-    cache = PromptCache(args.cache or default_cache_dir(), make_tts(speech.tts, speech.language, mdir))
+    cache = recipe.prompt_cache(loaded, args.cache or default_cache_dir(), mdir)
     # as a campaign does: every prompt known in advance is rendered before the call
     pre = prerender(loaded.graph, cache, fmt.rate_hz, [contact])
     out.print(escape(f"prompts: {pre.rendered} ready ({pre.synthesized} synthesised in {pre.synthesis_s:.1f} s); "
                      f"{len(pre.midcall)} may need synthesis mid-call"), style="dim")
     for failure in pre.failures:
         out.print(escape(f"  {failure.where}: {failure.message}"), style="red")
-    asr = make_asr_engine(speech.asr, speech.language, mdir)
-    session = CallSession(loaded.graph, asr.stream(fmt.rate_hz), cache, contact)
+    asr = recipe.asr_engine(loaded, mdir)
+    session = recipe.call_session(loaded, asr, cache, contact, fmt.rate_hz)
     rep, _ = simulate_call(session, customer, args.out, args.max_s * 1000)
     # The simulator's clock stands still while the pipeline computes: on a live call the
     # reply comes "compute" later than "speech end → bot audio" says.

@@ -9,9 +9,9 @@ a prompt, to barge in) or one WAV played as it is from the moment of answer.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from voicebot.audio.frames import AudioFormat, read_wav, split_frames, write_stereo
 from voicebot.audio.line import telephone

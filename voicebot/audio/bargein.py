@@ -13,8 +13,8 @@ Pure state machine: no audio, no clock, no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import Enum
-from typing import Iterable
 
 DEFAULT_BACKCHANNELS: dict[str, tuple[str, ...]] = {
     "en": ("uh-huh", "uh huh", "mhm", "mm", "hmm", "hm", "um", "uh", "yeah", "yes", "yep", "yup", "ok", "okay",

@@ -7,9 +7,10 @@ signed 16-bit (what pjmedia, Vosk, PocketSphinx and Piper all use).
 from __future__ import annotations
 
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 

@@ -108,7 +108,7 @@ def run(opts: BargeinOptions) -> dict:
             watch.drain(time.monotonic() + 2.0 + 0.137 * (done + n) + 3.5)  # past every onset, pause and the words
             for attempt in ids:
                 pool.hangup(attempt)
-            watch.until(lambda: len(watch.ended) + len(watch.dial_failed) >= n, 20.0)
+            watch.until(lambda watch=watch, n=n: len(watch.ended) + len(watch.dial_failed) >= n, 20.0)
             pool.close(timeout_s=15)
             pool = None
             peer.wait_idle(10.0)

@@ -159,15 +159,14 @@ def target(goal: str, measured: object, met: bool | None, why: str = "") -> dict
 
 def prepared_bot(workdir: Path, dialplan: Path = BENCH_DIALPLAN, calls_dir: Path | None = None):  # noqa: ANN201
     """``BotSessions`` for the bench dialplan with every prompt rendered ahead, as a campaign does."""
+    from voicebot.apps import recipe
+    from voicebot.apps.bot_session import BotSessions
+    from voicebot.campaign.prompts import prerender
     from voicebot.dialplan import load_dialplan
-    from voicebot.speech.prompt_cache import PromptCache, prerender
-    from voicebot.speech.tts import make_tts
-    from voicebot.telephony.bot_session import BotSessions
 
     prompt_dir = workdir / "prompts"
     loaded = load_dialplan(dialplan)
-    speech = loaded.dialplan.speech
-    prerender(loaded.graph, PromptCache(prompt_dir, make_tts(speech.tts, speech.language, None)), speech.rate_hz, [{}])
+    prerender(loaded.graph, recipe.prompt_cache(loaded, prompt_dir), loaded.dialplan.speech.rate_hz, [{}])
     return BotSessions(dialplan, prompt_dir, calls_dir=calls_dir)
 
 
@@ -191,7 +190,7 @@ class PoolWatch:
 
     def drain(self, until_s: float) -> None:
         """Take events until the monotonic time ``until_s``."""
-        from voicebot.telephony.messages import Answered, DialFailed, Ended, Ready, WorkerFailed
+        from voicebot.calls.messages import Answered, DialFailed, Ended, Ready, WorkerFailed
 
         while (left := until_s - time.monotonic()) > 0:
             pooled = self.pool.next_event(min(left, 0.2))

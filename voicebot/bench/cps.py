@@ -34,7 +34,8 @@ class CpsOptions:
 
 def run(opts: CpsOptions) -> dict:
     started_on = machine()  # before the benchmark loads the box: its load average is the neighbours'
-    from voicebot.telephony.pool import NoCapacity, WorkerPool
+    from voicebot.calls.placer import NoCapacity
+    from voicebot.telephony.pool import WorkerPool
     from voicebot.telephony.worker import WorkerSettings
 
     bot = prepared_bot(opts.workdir)

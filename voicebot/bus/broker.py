@@ -13,8 +13,8 @@ import asyncio
 import ctypes
 import os
 import pwd
-import signal
 import shutil
+import signal
 import socket
 import ssl
 import subprocess

@@ -35,8 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from voicebot.bus.schema import TOPIC_ROOT, topic_segment
-from voicebot.errors import VoicebotError
-from voicebot.telephony.messages import (
+from voicebot.calls.messages import (
     Answered,
     Dial,
     DialFailed,
@@ -48,6 +47,7 @@ from voicebot.telephony.messages import (
     Ringing,
     ScriptProgress,
 )
+from voicebot.errors import VoicebotError
 
 HEARTBEAT_S = 1.0
 LOST_AFTER_S = 4.0  # no heartbeat for this long (while the manager hears the broker): the worker is lost
@@ -113,17 +113,14 @@ def decode_job(topic: str, payload: bytes) -> tuple[Dial | Hangup, float]:
     return _build(topic, _COMMANDS[kind], envelope["body"]), float(sent_at)
 
 
-def encode_event(event: Any, record: dict | None = None) -> bytes:
-    envelope: dict[str, Any] = {"type": type(event).__name__, "body": asdict(event)}
-    if record is not None:
-        envelope["record"] = record  # the call's JSON record rides with its Ended: the manager may be on another host
-    return json.dumps(envelope, ensure_ascii=False).encode()
+def encode_event(event: Any) -> bytes:
+    # an Ended carries the call's record in its body: the manager may be on another host
+    return json.dumps({"type": type(event).__name__, "body": asdict(event)}, ensure_ascii=False).encode()
 
 
-def decode_event(topic: str, payload: bytes) -> tuple[Any, dict | None]:
+def decode_event(topic: str, payload: bytes) -> Any:
     kind, envelope = _envelope(topic, payload, _EVENTS)
-    record = envelope.get("record")
-    return _build(topic, _EVENTS[kind], envelope["body"]), record if isinstance(record, dict) else None
+    return _build(topic, _EVENTS[kind], envelope["body"])
 
 
 def decode_status(topic: str, payload: bytes) -> WorkerStatus:
@@ -158,6 +155,8 @@ def _build(topic: str, cls: type, body: dict) -> Any:
         except (TypeError, ValueError):
             raise JobMessageError(f"{topic}: a Dial whose contact is not a list of [field, value]") from None
         message = Dial(str(message.attempt_id), str(message.number), contact)
+    if isinstance(message, Ended) and message.record is not None and not isinstance(message.record, dict):
+        raise JobMessageError(f"{topic}: an Ended whose record is not an object")
     if isinstance(message, ScriptProgress):
         if not isinstance(message.nodes, list) or not isinstance(message.turns, list):
             raise JobMessageError(f"{topic}: a ScriptProgress whose nodes/turns are not lists")

@@ -23,7 +23,6 @@ from voicebot.bus.broker import BrokerLink, BrokerSettings
 from voicebot.bus.schema import TOPIC_ROOT, Event, HandoffRequested, topic_segment
 
 
-
 def handoff_panel(event: Event) -> Panel:
     """One incoming handoff as the operator reads it."""
     h = HandoffRequested.model_validate(event.data)

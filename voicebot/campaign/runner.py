@@ -19,15 +19,14 @@ Ctrl-C, or SIGTERM, ends them now). Running again resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -37,24 +36,24 @@ from voicebot.bus.control import ControlCommand, ControlListener, RefusedCommand
 from voicebot.bus.dispatch import RemoteWorkers, need_remote_broker
 from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
+from voicebot.calls.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
+from voicebot.calls.placer import CallPlacer, NoCapacity, TokenBucket
 from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
+from voicebot.campaign.prompts import prerender
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
 from voicebot.config import ContactsImport
 from voicebot.dialplan import LoadedDialplan, load_dialplan
-from voicebot.speech.prompt_cache import PromptCache, prerender
+from voicebot.errors import ConfigError
+from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import make_tts
-from voicebot.telephony.bot_session import BotSessions
-from voicebot.telephony.endpoint import EndpointSettings
-from voicebot.telephony.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
-from voicebot.telephony.pool import NoCapacity, TokenBucket, WorkerPool
-from voicebot.telephony.worker import WorkerSettings
 
 _log = structlog.get_logger("voicebot.campaign")
 
-# How a run gets its calls placed: (worker settings, concurrency) -> a pool as a context manager.
-# The default is media workers on this host, or remote ones over the broker (RunOptions.workers).
-PoolFactory = Callable[[WorkerSettings, int], contextlib.AbstractContextManager["WorkerPool | RemoteWorkers"]]
+# How a run gets its calls placed: concurrency -> a CallPlacer as a context manager. The entry point hands in
+# media workers on this host (voicebot.apps.recipe.media_workers: pjsua2 and the speech engines); with none, and
+# RunOptions.workers "remote", the run dispatches over the broker and loads neither.
+PlacerFactory = Callable[[int], contextlib.AbstractContextManager[CallPlacer]]
 
 PROGRESS_EVERY_S = 10.0
 _DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
@@ -107,8 +106,13 @@ class Progress:
 class CampaignRun:
     """One run of a campaign. ``prepare()`` then ``run()``; ``pause()``/``stop()`` from a signal handler."""
 
-    def __init__(self, options: RunOptions, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, pool_factory: PoolFactory | None = None) -> None:
+    def __init__(
+        self,
+        options: RunOptions,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        pool_factory: PlacerFactory | None = None,
+    ) -> None:
         self.options = options
         self.clock = clock  # wall time: calling windows, retry times, the store's timestamps
         self.monotonic = monotonic  # pacing (calls_per_second) and the Ctrl-C grace period
@@ -155,6 +159,7 @@ class CampaignRun:
             if self.imported is not None:
                 self.imported.problems.extend(problems)
         speech = self.loaded.dialplan.speech
+        assert o.prompts_dir is not None  # set by RunOptions.__post_init__
         cache = PromptCache(o.prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
         due = store.due(float("inf"), limit=1_000_000)
         prerender(self.loaded.graph, cache, speech.rate_hz, (c.fields for c in due))
@@ -167,18 +172,11 @@ class CampaignRun:
         campaign = self.loaded.dialplan.campaign
         store = self.store
         self.concurrency = concurrency = o.concurrency or campaign.max_concurrent_calls
-        settings = WorkerSettings(
-            campaign.trunk,
-            BotSessions(o.dialplan, o.prompts_dir, o.models_dir, o.calls_dir),
-            endpoint=EndpointSettings(bind_address=o.bind_address, caller_id=campaign.caller_id),
-            ring_timeout_s=campaign.ring_timeout_s,
-            max_call_duration_s=campaign.max_call_duration_s,
-        )
         store.set_state("state", "running")
         self.progress.state = "running"
         bucket = TokenBucket(campaign.calls_per_second)
         hung_up: set[str] = set()
-        with self._bus(campaign.name), self._workers(settings, concurrency) as pool:
+        with self._bus(campaign.name), self._workers(concurrency) as pool:
             self.progress.note = f"{pool.workers} media workers" + (" over the broker" if o.workers == "remote" else "")
             while True:
                 self._take_events(pool)
@@ -236,6 +234,7 @@ class CampaignRun:
             settings = embedded.settings
         else:
             settings = BrokerSettings.from_url(o.broker)
+        assert self.store is not None
         self.publisher = OutboxPublisher(self.store, campaign, settings).start()
         self.control = ControlListener(campaign, settings).start()
         try:
@@ -243,37 +242,40 @@ class CampaignRun:
         finally:
             self.control.stop()
             if not self.publisher.flush(10.0):
-                _log.warning("events_not_published", backlog=self.publisher.backlog, why="the broker is unreachable; they stay in the store")
+                _log.warning(
+                    "events_not_published", backlog=self.publisher.backlog, why="the broker is unreachable; they stay in the store"
+                )
             self.publisher.stop()
             if embedded is not None:
                 embedded.stop()
 
     @contextlib.contextmanager
-    def _workers(self, settings: WorkerSettings, concurrency: int):  # noqa: ANN202
+    def _workers(self, concurrency: int) -> Iterator[CallPlacer]:
         o = self.options
         if self.pool_factory is not None:
-            with self.pool_factory(settings, concurrency) as pool:
-                yield pool
+            with self.pool_factory(concurrency) as placer:
+                yield placer
             return
         if o.workers == "local":
-            with WorkerPool(settings, concurrency) as pool:
-                yield pool
-            return
+            raise ConfigError("a run with local media workers needs a pool_factory (voicebot.apps.recipe.media_workers)")
         assert self.loaded is not None and o.calls_dir is not None
         broker = need_remote_broker(o.broker)
         campaign = self.loaded.dialplan.campaign.name
         with RemoteWorkers(campaign, broker, dialplan_digest(o.dialplan), concurrency, o.calls_dir).start() as remote:
             self.progress.note = f"waiting for workers on {broker} (start `voicebot worker {o.dialplan} --broker URL`)"
             if not remote.wait_for_workers(o.wait_for_workers_s):
-                raise BrokerError(f"no worker for campaign '{campaign}' on {broker} within {o.wait_for_workers_s:.0f} s: "
-                                  f"start `voicebot worker {o.dialplan} --broker URL` on a media host", code="no-workers")
+                raise BrokerError(
+                    f"no worker for campaign '{campaign}' on {broker} within {o.wait_for_workers_s:.0f} s: "
+                    f"start `voicebot worker {o.dialplan} --broker URL` on a media host",
+                    code="no-workers",
+                )
             _log.info("remote_workers", workers=remote.live_workers())
             yield remote
 
     def _note_waiting(self, next_due: float) -> None:
         wait_s = next_due - self.clock()
         if wait_s > 1:
-            at = datetime.fromtimestamp(next_due, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            at = datetime.fromtimestamp(next_due, UTC).strftime("%Y-%m-%d %H:%M UTC")
             self.progress.note = f"waiting: next call at {at} (calling window or retry delay)"
 
     def pause(self) -> None:
@@ -298,7 +300,7 @@ class CampaignRun:
 
     # -- control over MQTT and progress events --------------------------------------------------------------
 
-    def _take_commands(self, pool: WorkerPool | RemoteWorkers) -> None:
+    def _take_commands(self, pool: CallPlacer) -> None:
         if self.control is None:
             return
         while True:
@@ -308,19 +310,19 @@ class CampaignRun:
                 return
             self._apply(command, pool)
 
-    def _apply(self, command: ControlCommand | RefusedCommand, pool: WorkerPool | RemoteWorkers) -> None:
+    def _apply(self, command: ControlCommand | RefusedCommand, pool: CallPlacer) -> None:
         assert self.store is not None
+        record: dict[str, object]
         if isinstance(command, RefusedCommand):
             record = {"command": None, "ok": False, "detail": command.error, "payload": command.payload}
         else:
             ok, detail = self._command(command, pool)
-            record = {"command": command.command, "value": command.value, "id": command.id, "by": command.by,
-                      "ok": ok, "detail": detail}
+            record = {"command": command.command, "value": command.value, "id": command.id, "by": command.by, "ok": ok, "detail": detail}
         self.store.add_event("campaign.control", None, record, self.clock())
         _log.info("control", **record)
         self._report_progress(force=True)
 
-    def _command(self, command: ControlCommand, pool: WorkerPool | RemoteWorkers) -> tuple[bool, str]:
+    def _command(self, command: ControlCommand, pool: CallPlacer) -> tuple[bool, str]:
         if command.command == "pause":
             self._held = True
             self.progress.state = "held"
@@ -354,25 +356,40 @@ class CampaignRun:
         self._progress_at, self._progress_state = now, state
         p = self.progress
         totals = self.store.summary()
-        self.store.add_event("campaign.progress", None, {
-            "state": state, "concurrency": self.concurrency, "dialled": p.dialled, "answered": p.answered,
-            "in_call": len(self._in_flight), "ended": p.ended, "per_minute": round(p.per_minute(), 2),
-            "outcomes": dict(p.outcomes), "contacts": totals["contacts"], "pending": totals["pending"],
-            "done": totals["done"], "dnc": totals["dnc"],
-        }, self.clock())
+        self.store.add_event(
+            "campaign.progress",
+            None,
+            {
+                "state": state,
+                "concurrency": self.concurrency,
+                "dialled": p.dialled,
+                "answered": p.answered,
+                "in_call": len(self._in_flight),
+                "ended": p.ended,
+                "per_minute": round(p.per_minute(), 2),
+                "outcomes": dict(p.outcomes),
+                "contacts": totals["contacts"],
+                "pending": totals["pending"],
+                "done": totals["done"],
+                "dnc": totals["dnc"],
+            },
+            self.clock(),
+        )
 
     # -- dialling ------------------------------------------------------------------------------------
 
-    def _dial_due(self, pool: WorkerPool, bucket: TokenBucket, concurrency: int) -> None:
+    def _dial_due(self, pool: CallPlacer, bucket: TokenBucket, concurrency: int) -> None:
         assert self.store is not None and self.loaded is not None
         window = self.loaded.dialplan.campaign.calling_window
         free = min(concurrency - len(self._in_flight), pool.free_slots)
         if free <= 0:
             return
         now = self.clock()
-        now_dt = datetime.fromtimestamp(now, timezone.utc)
+        now_dt = datetime.fromtimestamp(now, UTC)
         for contact in self.store.due(now, limit=free * 4):
-            opens = now_dt if self.options.ignore_calling_window else next_window_start(now_dt, contact_zone(contact.timezone, window), window)
+            opens = (
+                now_dt if self.options.ignore_calling_window else next_window_start(now_dt, contact_zone(contact.timezone, window), window)
+            )
             if opens > now_dt:
                 self.store.defer(contact.id, opens.timestamp())  # outside its calling window: come back when it opens
                 continue
@@ -394,7 +411,7 @@ class CampaignRun:
 
     # -- results ----------------------------------------------------------------------------------------
 
-    def _take_events(self, pool: WorkerPool) -> None:
+    def _take_events(self, pool: CallPlacer) -> None:
         while (event := pool.next_event(0)) is not None:
             self._on_event(event.event, event.worker_id)
 
@@ -411,8 +428,8 @@ class CampaignRun:
             self.progress.answered += 1
             self.store.add_event("call.answered", attempt_id, {"setup_ms": event.setup_ms}, now)
         elif isinstance(event, ScriptProgress):
-            self._live_progress.add(attempt_id)
-            self._script_events(attempt_id, event.nodes, event.turns, now)
+            self._live_progress.add(event.attempt_id)
+            self._script_events(event.attempt_id, event.nodes, event.turns, now)
         elif isinstance(event, HandoffRequested):
             self.store.add_event("handoff.requested", attempt_id, event.context, now)
         elif isinstance(event, Ended) and attempt_id in self._in_flight:
@@ -429,8 +446,7 @@ class CampaignRun:
     def _result(self, ended: Ended) -> AttemptResult:
         assert self.options.calls_dir is not None
         outcome = ended.session_outcome if ended.outcome == "answered" and ended.session_outcome else ended.outcome
-        record_path = self.options.calls_dir / f"{ended.attempt_id}.json"
-        record = _read_json(record_path)
+        record = ended.record  # the result travels on the message; files in calls_dir are an optional copy
         wav = self.options.calls_dir / f"{ended.attempt_id}.wav"
         return AttemptResult(
             outcome=outcome,
@@ -462,25 +478,41 @@ class CampaignRun:
         for turn in turns:
             if turn.get("kind") not in ("heard", "silence", "dtmf"):
                 continue  # e.g. a failed transfer: the script's own doing, not the person's
-            self.store.add_event("call.utterance", attempt_id, {
-                "node": turn.get("node", ""), "kind": turn.get("kind"), "text": turn.get("text", ""),
-                "confidence": turn.get("confidence"), "intent": turn.get("intent"), "result": turn.get("result", ""),
-            }, now)
+            self.store.add_event(
+                "call.utterance",
+                attempt_id,
+                {
+                    "node": turn.get("node", ""),
+                    "kind": turn.get("kind"),
+                    "text": turn.get("text", ""),
+                    "confidence": turn.get("confidence"),
+                    "intent": turn.get("intent"),
+                    "result": turn.get("result", ""),
+                },
+                now,
+            )
 
     def _finish(self, attempt: Attempt, result: AttemptResult, now: float, retry: float | None = None) -> None:
         assert self.store is not None and self.loaded is not None
         policy = self.loaded.dialplan.campaign.retry
         if retry is None:
             seq = attempt.seq
-            at = retry_at(result.outcome, seq, policy, datetime.fromtimestamp(now, timezone.utc))
+            at = retry_at(result.outcome, seq, policy, datetime.fromtimestamp(now, UTC))
             retry = at.timestamp() if at is not None else None
         elif attempt.seq >= policy.max_attempts:
             retry = None
         self.store.finish_attempt(attempt.id, result, now, retry, dnc=result.outcome == "dnc")
         self.progress.ended += 1
         self.progress.outcomes[result.outcome] += 1
-        _log.info("attempt_ended", attempt_id=attempt.id, phone=attempt.phone, outcome=result.outcome, sip_code=result.sip_code,
-                  talk_ms=result.talk_ms, retry_at=retry)
+        _log.info(
+            "attempt_ended",
+            attempt_id=attempt.id,
+            phone=attempt.phone,
+            outcome=result.outcome,
+            sip_code=result.sip_code,
+            talk_ms=result.talk_ms,
+            retry_at=retry,
+        )
 
 
 _MAPPING_KEYS = ("phone", "tags", "priority", "timezone", "region")
@@ -492,10 +524,3 @@ def contacts_mapping(base: ContactsImport, columns: dict[str, str]) -> ContactsI
     special = {k: v for k, v in columns.items() if k in _MAPPING_KEYS}
     fields = {**base.columns, **{k: v for k, v in columns.items() if k not in _MAPPING_KEYS}}
     return base.model_copy(update={**special, "columns": fields})
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -14,7 +14,7 @@ loses a result and never dials a number twice for one attempt:
   leaves and never reused: after a crash, attempts still ``created``/``dialling``
   become ``interrupted`` (``recover``), and the retry is a new attempt with a new id.
 
-Schema (version 1). Portable types so PostgreSQL can follow: TEXT, INTEGER and
+Schema (version 2). Portable types so PostgreSQL can follow: TEXT, INTEGER and
 DOUBLE PRECISION (SQLite gives it REAL affinity; PostgreSQL's ``REAL`` would be a
 4-byte float, too coarse for epoch seconds). Every timestamp is epoch seconds UTC
 in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
@@ -36,8 +36,12 @@ in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
     call_records(attempt_id TEXT PK -> attempts, outcome, session_outcome, sip_code, reason,
              setup_ms, talk_ms, hangup_by, handoff, path TEXT json, slots TEXT json,
              transcript TEXT json, recording TEXT, record TEXT json: the call's full record)
-    events(id INTEGER PK AUTOINCREMENT, ts DOUBLE, attempt_id TEXT, kind TEXT, payload TEXT json,
-             published INTEGER 0/1)      an outbox, published in id order
+    events(id INTEGER PK AUTOINCREMENT, ts DOUBLE, attempt_id TEXT, kind TEXT, payload TEXT json
+             validated by its kind's model (voicebot/events.py) before it is written,
+             published INTEGER 0/1: v1 only, no longer written)
+    sink_cursors(sink TEXT PK, last_event_id INTEGER)   (v2) each sink reads events in id order past its cursor
+    dead_letters(id PK, sink, event_id, kind, reason, at DOUBLE, UNIQUE(sink, event_id))   (v2) what a sink
+             could not deliver, and why
     dnc(phone TEXT PK, source TEXT, added_at DOUBLE)
 
 Invariants kept by every transaction: at most one open (created/dialling) attempt
@@ -46,6 +50,12 @@ number on the DNC list.
 
 Threads: one connection, used by one thread at a time under a lock (the runner
 calls from its main thread and its event thread).
+
+Readers (the report, `voicebot export`) open the file with ``open_readonly``: SQLite's
+read-only mode, no schema set-up, and every write refused. They must never change (or
+create) the campaign they read, even while a run is writing to it; and they read the
+rows through ``contact_rows``/``call_rows``, the one place the attempts ⋈ contacts ⋈
+call_records join is written.
 """
 
 from __future__ import annotations
@@ -62,8 +72,9 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from voicebot.errors import VoicebotError
+from voicebot.events import EventData, validate_event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each version's statements, applied in order inside one transaction. A later
 # version appends an entry here (ALTER TABLE ...); never edit a released one.
@@ -133,6 +144,26 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             added_at DOUBLE PRECISION NOT NULL
         )""",
     ),
+    # Version 2: every sink reads the events with a cursor of its own, so MQTT is no longer the only
+    # possible consumer (webhooks next); what a sink cannot deliver is kept with its reason. The MQTT
+    # sink's cursor starts where the v1 `published` flag had got to; the flag is no longer written.
+    2: (
+        """CREATE TABLE sink_cursors (
+            sink TEXT PRIMARY KEY,
+            last_event_id INTEGER NOT NULL
+        )""",
+        """INSERT INTO sink_cursors (sink, last_event_id)
+            SELECT 'mqtt', COALESCE((SELECT MIN(id) - 1 FROM events WHERE published = 0), (SELECT MAX(id) FROM events), 0)""",
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sink TEXT NOT NULL,
+            event_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            UNIQUE(sink, event_id)
+        )""",
+    ),
 }
 
 _OPEN_STATES = ("created", "dialling")
@@ -144,15 +175,22 @@ class StoreError(VoicebotError):
 
 
 class ContactLike(Protocol):
-    """What ``add_contacts`` reads (``voicebot.campaign.contacts.Contact`` has this shape)."""
+    """What ``add_contacts`` reads (``voicebot.campaign.contacts.Contact`` has this shape; read-only, as it is frozen)."""
 
-    phone: str
-    fields: dict[str, str]
-    tags: tuple[str, ...]
-    priority: int
-    timezone: str | None
-    row: int
-    source: str
+    @property
+    def phone(self) -> str: ...
+    @property
+    def fields(self) -> dict[str, str]: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def row(self) -> int: ...
+    @property
+    def source(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -213,12 +251,148 @@ class AttemptResult:
 
 
 @dataclass(frozen=True)
+class ContactRow:
+    """A contact as readers see it."""
+
+    id: int
+    phone: str
+    fields: dict[str, str]
+    tags: tuple[str, ...]
+    status: str
+    attempts: int
+    last_outcome: str | None
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One attempt with its contact and, once it ended, its call record."""
+
+    attempt_id: str
+    contact_id: int
+    seq: int
+    phone: str
+    tags: tuple[str, ...]
+    fields: dict[str, str]
+    state: str
+    created_at: float
+    dialled_at: float | None
+    ended_at: float | None
+    outcome: str | None
+    session_outcome: str | None = None
+    sip_code: int | None = None
+    reason: str = ""
+    setup_ms: int = 0
+    talk_ms: int = 0
+    hangup_by: str = ""
+    handoff: str = ""
+    path: tuple[str, ...] = ()
+    slots: dict = field(default_factory=dict)
+    transcript: tuple[dict, ...] = ()
+    recording: str | None = None
+    record: dict | None = None
+    worker_id: int | None = None
+    recorded: bool = False  # a call record exists (the attempt ended); without one the result columns are empty
+
+    @property
+    def started_at(self) -> float:
+        return self.dialled_at if self.dialled_at is not None else self.created_at
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("ended", "interrupted")
+
+    @property
+    def answered(self) -> bool:
+        # The session only exists once the call was answered; the SIP code covers records
+        # written before session outcomes were stored.
+        return self.session_outcome is not None or self.sip_code == 200
+
+    @property
+    def conversation(self) -> bool:
+        """Answered by something the script talked to: a machine's greeting is no conversation."""
+        return self.answered and self.outcome != "voicemail"
+
+    @property
+    def decisions(self) -> list[dict] | None:
+        """What the script engine made of each thing the person did; None for records made before
+        the engine's decisions were stored."""
+        if self.record is None or "decisions" not in self.record:
+            return None
+        return list(self.record["decisions"])
+
+
+# The one join of an attempt with its contact and call record; paged by (contact, attempt) so that no
+# cursor stays open (and the lock held) while a reader works on a row.
+_CALLS_SQL = (
+    "SELECT a.id, a.contact_id, a.seq, c.phone, c.tags, c.fields, a.state, a.created_at, a.dialled_at, a.ended_at,"
+    " a.outcome, r.session_outcome, r.sip_code, r.reason, r.setup_ms, r.talk_ms, r.hangup_by, r.handoff, r.path,"
+    " r.slots, r.transcript, r.recording, r.record, a.worker_id, r.attempt_id IS NOT NULL"
+    " FROM attempts a JOIN contacts c ON c.id = a.contact_id LEFT JOIN call_records r ON r.attempt_id = a.id"
+    " WHERE a.contact_id > ? OR (a.contact_id = ? AND a.seq > ?)"
+    " ORDER BY a.contact_id, a.seq LIMIT ?"
+)
+_READER_TABLES = ("meta", "contacts", "attempts", "call_records")
+
+
+def _loads(text: str | None, empty: Any) -> Any:
+    if not text:
+        return empty
+    try:
+        return json.loads(text)
+    except ValueError:
+        return empty  # one damaged record must not cost a whole report or export
+
+
+def _call_row(r: tuple) -> CallRow:
+    recorded = bool(r[24])
+    record = _loads(r[22], None)
+    return CallRow(
+        attempt_id=r[0],
+        contact_id=r[1],
+        seq=r[2],
+        phone=r[3],
+        tags=tuple(_loads(r[4], [])),
+        fields=_loads(r[5], {}),
+        state=r[6],
+        created_at=r[7],
+        dialled_at=r[8],
+        ended_at=r[9],
+        outcome=r[10],
+        session_outcome=r[11],
+        sip_code=r[12],
+        reason=r[13] or "",
+        setup_ms=r[14] or 0,
+        talk_ms=r[15] or 0,
+        hangup_by=r[16] or "",
+        handoff=r[17] or "",
+        path=tuple(_loads(r[18], [])),
+        slots=_loads(r[19], {}),
+        transcript=tuple(_loads(r[20], [])),
+        recording=r[21],
+        record=record if isinstance(record, dict) else None,
+        worker_id=r[23],
+        recorded=recorded,
+    )
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     id: int
     ts: float
     attempt_id: str | None
     kind: str
     payload: dict
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a sink could not deliver, and why; the sink went on with the next one."""
+
+    sink: str
+    event_id: int
+    kind: str
+    reason: str
+    at: float
 
 
 def _jsonable(value: Any) -> Any:
@@ -244,10 +418,11 @@ def _iso(ts: float | None) -> str:
 class CampaignStore:
     """Open with ``CampaignStore.open(path, campaign, dialplan)``; ``close()`` when done."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        # Use ``open``: it sets the connection up and checks or creates the schema.
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool = False) -> None:
+        # Use ``open`` or ``open_readonly``: they set the connection up and check (or create) the schema.
         self._conn: sqlite3.Connection | None = conn
         self.path = path
+        self.readonly = readonly
         self._lock = threading.RLock()
 
     # -- opening and closing ---------------------------------------------------------------------
@@ -273,6 +448,33 @@ class CampaignStore:
             raise
         return store
 
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> CampaignStore:
+        """Open an existing store to read it, changing nothing (not even a journal mode). Refuses
+        (StoreError) a missing file, a file that is not SQLite, not a voicebot store or from a newer schema."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"{path}: no such campaign store", code="store-missing")
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the campaign store: {exc}") from exc
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in _READER_TABLES if t not in tables]
+            if missing:
+                raise StoreError(f"{path} is not a voicebot campaign store (no table {', '.join(sorted(missing))})")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"{path}: schema version {row[0]} is newer than this voicebot supports ({SCHEMA_VERSION})")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{path} is not a voicebot campaign store (SQLite says: {exc})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, readonly=True)
+
     def _setup(self, campaign: str, dialplan: str) -> None:
         conn = self._conn
         assert conn is not None
@@ -293,9 +495,7 @@ class CampaignStore:
                     raise StoreError(f"{self.path}: the campaign store has no schema_version")
                 version = int(row[0])
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this voicebot supports ({SCHEMA_VERSION})"
-                )
+                raise StoreError(f"{self.path}: schema version {version} is newer than this voicebot supports ({SCHEMA_VERSION})")
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[v]:
                     c.execute(statement)
@@ -333,6 +533,8 @@ class CampaignStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. IMMEDIATE takes the write lock at BEGIN, so two writers
         never both read a state and then both act on it."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only (by a report or an export): nothing may be written", code="store-readonly")
         with self._lock:
             conn = self._connection()
             try:
@@ -369,10 +571,11 @@ class CampaignStore:
         )
 
     @staticmethod
-    def _event(c: sqlite3.Connection, kind: str, attempt_id: str | None, payload: dict, now: float) -> None:
+    def _event(c: sqlite3.Connection, kind: str, attempt_id: str | None, payload: dict | EventData, now: float) -> None:
+        data = validate_event(kind, payload)  # EventRefused (kind and field named) before anything is written
         c.execute(
             "INSERT INTO events (ts, attempt_id, kind, payload) VALUES (?, ?, ?, ?)",
-            (now, attempt_id, kind, _dumps(payload)),
+            (now, attempt_id, kind, _dumps(data)),
         )
 
     # -- run state ----------------------------------------------------------------------------------
@@ -520,9 +723,7 @@ class CampaignStore:
         """Commit a new attempt for a pending contact (-> ``in_call``) before its number is dialled.
         Raises StoreError if the contact is not pending, so a contact never has two attempts in flight."""
         with self._tx() as c:
-            row = c.execute(
-                "SELECT phone, fields, status, attempts FROM contacts WHERE id = ?", (contact_id,)
-            ).fetchone()
+            row = c.execute("SELECT phone, fields, status, attempts FROM contacts WHERE id = ?", (contact_id,)).fetchone()
             if row is None:
                 raise StoreError(f"{self.path}: no contact {contact_id}")
             phone, fields, status, attempts = row
@@ -560,9 +761,7 @@ class CampaignStore:
             )
             return True
 
-    def finish_attempt(
-        self, attempt_id: str, result: AttemptResult, now: float, retry_at: float | None, dnc: bool = False
-    ) -> None:
+    def finish_attempt(self, attempt_id: str, result: AttemptResult, now: float, retry_at: float | None, dnc: bool = False) -> None:
         """Record how an attempt ended, in one transaction: the attempt, its call record, the
         contact (pending again at ``retry_at``, else done; ``dnc=True``: on the DNC list) and an
         ``attempt.ended`` event. Finishing an ended attempt again changes nothing.
@@ -601,9 +800,7 @@ class CampaignStore:
                     None if result.record is None else _dumps(result.record),
                 ),
             )
-            phone, contact_status = c.execute(
-                "SELECT phone, status FROM contacts WHERE id = ?", (contact_id,)
-            ).fetchone()
+            phone, contact_status = c.execute("SELECT phone, status FROM contacts WHERE id = ?", (contact_id,)).fetchone()
             if dnc:
                 c.execute(
                     "INSERT INTO dnc (phone, source, added_at) VALUES (?, ?, ?) ON CONFLICT (phone) DO NOTHING",
@@ -658,9 +855,7 @@ class CampaignStore:
                 " WHERE a.state IN ('created', 'dialling') ORDER BY a.contact_id, a.seq"
             ).fetchall()
             for attempt_id, contact_id, attempts, phone in rows:
-                c.execute(
-                    "UPDATE attempts SET state = 'interrupted', outcome = 'interrupted' WHERE id = ?", (attempt_id,)
-                )
+                c.execute("UPDATE attempts SET state = 'interrupted', outcome = 'interrupted' WHERE id = ?", (attempt_id,))
                 if c.execute("SELECT 1 FROM dnc WHERE phone = ?", (phone,)).fetchone() is not None:
                     status, next_at = "dnc", None
                 elif max_attempts is not None and attempts >= max_attempts:
@@ -686,26 +881,61 @@ class CampaignStore:
 
     # -- events (outbox) ----------------------------------------------------------------------------
 
-    def add_event(self, kind: str, attempt_id: str | None, payload: dict, now: float) -> None:
+    def add_event(self, kind: str, attempt_id: str | None, payload: dict | EventData, now: float) -> None:
+        """Write one event for every sink to read. ``EventRefused`` (nothing written) when ``kind`` is not a
+        campaign event or its payload does not fit the kind's model in ``voicebot/events.py``."""
         with self._tx() as c:
             self._event(c, kind, attempt_id, payload, now)
 
-    def unpublished_events(self, limit: int = 100) -> list[StoredEvent]:
-        """The oldest events not yet marked published, in id order."""
+    # -- sinks: each reads the events with its own cursor ------------------------------------------
+
+    @staticmethod
+    def _cursor(c: sqlite3.Connection, sink: str) -> int:
+        row = c.execute("SELECT last_event_id FROM sink_cursors WHERE sink = ?", (sink,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def events_for(self, sink: str, limit: int = 100) -> list[StoredEvent]:
+        """The oldest events ``sink`` has not yet delivered (nor dead-lettered), in id order. A payload that
+        is not JSON any more comes back as ``{}``: the sink's own check dead-letters it."""
         with self._read() as c:
             rows = c.execute(
-                "SELECT id, ts, attempt_id, kind, payload FROM events WHERE published = 0 ORDER BY id LIMIT ?",
-                (limit,),
+                "SELECT id, ts, attempt_id, kind, payload FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                (self._cursor(c, sink), limit),
             ).fetchall()
-        return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return [StoredEvent(r[0], r[1], r[2], r[3], _loads(r[4], {})) for r in rows]
 
-    def unpublished_count(self) -> int:
+    def sink_backlog(self, sink: str) -> int:
         with self._read() as c:
-            return c.execute("SELECT COUNT(*) FROM events WHERE published = 0").fetchone()[0]
+            return c.execute("SELECT COUNT(*) FROM events WHERE id > ?", (self._cursor(c, sink),)).fetchone()[0]
 
-    def mark_published(self, event_ids: Iterable[int]) -> None:
+    def delivered(self, sink: str, event_id: int) -> None:
+        """``sink`` has delivered every event up to ``event_id``: it never reads them again."""
         with self._tx() as c:
-            c.executemany("UPDATE events SET published = 1 WHERE id = ?", [(i,) for i in event_ids])
+            self._advance(c, sink, event_id)
+
+    def dead_letter(self, sink: str, event: StoredEvent, reason: str, now: float) -> None:
+        """``sink`` cannot deliver ``event``: keep it with ``reason`` and move the sink past it, in one transaction."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO dead_letters (sink, event_id, kind, reason, at) VALUES (?, ?, ?, ?, ?)",
+                (sink, event.id, event.kind, reason, now),
+            )
+            self._advance(c, sink, event.id)
+
+    def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT sink, event_id, kind, reason, at FROM dead_letters WHERE ? IS NULL OR sink = ? ORDER BY id", (sink, sink)
+            ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    @staticmethod
+    def _advance(c: sqlite3.Connection, sink: str, event_id: int) -> None:
+        c.execute(
+            "INSERT INTO sink_cursors (sink, last_event_id) VALUES (?, ?)"
+            " ON CONFLICT (sink) DO UPDATE SET last_event_id = MAX(last_event_id, excluded.last_event_id)",
+            (sink, event_id),
+        )
 
     # -- reports --------------------------------------------------------------------------------------
 
@@ -714,9 +944,7 @@ class CampaignStore:
             by_status = dict(c.execute("SELECT status, COUNT(*) FROM contacts GROUP BY status").fetchall())
             attempts = c.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
             outcomes = dict(
-                c.execute(
-                    "SELECT outcome, COUNT(*) FROM attempts WHERE state = 'ended' GROUP BY outcome ORDER BY outcome"
-                ).fetchall()
+                c.execute("SELECT outcome, COUNT(*) FROM attempts WHERE state = 'ended' GROUP BY outcome ORDER BY outcome").fetchall()
             )
         return {
             "contacts": sum(by_status.values()),
@@ -725,51 +953,53 @@ class CampaignStore:
             "outcomes": outcomes,
         }
 
-    def export_rows(self, batch: int = 500) -> Iterator[dict]:
-        """One row per attempt (in contact, then attempt order) with its contact and call record,
-        for CSV: every row has the same keys; JSON columns are JSON text, times ISO-8601 UTC."""
+    # -- readers: one join, shared by the report and the export -------------------------------------
+
+    def contact_rows(self) -> list[ContactRow]:
+        with self._read() as c:
+            rows = c.execute("SELECT id, phone, fields, tags, status, attempts, last_outcome FROM contacts ORDER BY id").fetchall()
+        return [ContactRow(r[0], r[1], _loads(r[2], {}), tuple(_loads(r[3], [])), r[4], r[5], r[6]) for r in rows]
+
+    def call_rows(self, batch: int = 500) -> Iterator[CallRow]:
+        """Every attempt with its contact and call record, in contact, then attempt order."""
         after = (-1, -1)
         while True:
             # Pages, not one open cursor: the lock is never held while the caller works on a row.
             with self._read() as c:
-                rows = c.execute(
-                    "SELECT c.id, c.phone, c.fields, c.tags, a.id, a.seq, a.state, a.outcome, r.session_outcome,"
-                    " r.sip_code, r.reason, r.setup_ms, r.talk_ms, r.hangup_by, r.handoff, r.path, r.slots,"
-                    " a.created_at, a.dialled_at, a.ended_at, a.worker_id, r.recording"
-                    " FROM attempts a JOIN contacts c ON c.id = a.contact_id"
-                    " LEFT JOIN call_records r ON r.attempt_id = a.id"
-                    " WHERE a.contact_id > ? OR (a.contact_id = ? AND a.seq > ?)"
-                    " ORDER BY a.contact_id, a.seq LIMIT ?",
-                    (after[0], after[0], after[1], batch),
-                ).fetchall()
-            for r in rows:
-                yield {
-                    "contact_id": r[0],
-                    "phone": r[1],
-                    "fields": r[2],
-                    "tags": r[3],
-                    "attempt_id": r[4],
-                    "seq": r[5],
-                    "state": r[6],
-                    "outcome": r[7] or "",
-                    "session_outcome": r[8] or "",
-                    "sip_code": "" if r[9] is None else r[9],
-                    "reason": r[10] or "",
-                    "setup_ms": "" if r[11] is None else r[11],
-                    "talk_ms": "" if r[12] is None else r[12],
-                    "hangup_by": r[13] or "",
-                    "handoff": r[14] or "",
-                    "path": " > ".join(json.loads(r[15])) if r[15] else "",
-                    "slots": r[16] or "",
-                    "created_at": _iso(r[17]),
-                    "dialled_at": _iso(r[18]),
-                    "ended_at": _iso(r[19]),
-                    "worker_id": "" if r[20] is None else r[20],
-                    "recording": r[21] or "",
-                }
+                rows = [_call_row(r) for r in c.execute(_CALLS_SQL, (after[0], after[0], after[1], batch)).fetchall()]
+            yield from rows
             if len(rows) < batch:
                 return
-            after = (rows[-1][0], rows[-1][5])
+            after = (rows[-1].contact_id, rows[-1].seq)
+
+    def export_rows(self, batch: int = 500) -> Iterator[dict]:
+        """One row per attempt (in contact, then attempt order) with its contact and call record,
+        for CSV: every row has the same keys; JSON columns are JSON text, times ISO-8601 UTC."""
+        for r in self.call_rows(batch):
+            yield {
+                "contact_id": r.contact_id,
+                "phone": r.phone,
+                "fields": _dumps(r.fields),
+                "tags": _dumps(list(r.tags)),
+                "attempt_id": r.attempt_id,
+                "seq": r.seq,
+                "state": r.state,
+                "outcome": r.outcome or "",
+                "session_outcome": r.session_outcome or "",
+                "sip_code": "" if r.sip_code is None else r.sip_code,
+                "reason": r.reason,
+                "setup_ms": r.setup_ms if r.recorded else "",
+                "talk_ms": r.talk_ms if r.recorded else "",
+                "hangup_by": r.hangup_by,
+                "handoff": r.handoff,
+                "path": " > ".join(r.path),
+                "slots": _dumps(r.slots) if r.recorded else "",
+                "created_at": _iso(r.created_at),
+                "dialled_at": _iso(r.dialled_at),
+                "ended_at": _iso(r.ended_at),
+                "worker_id": "" if r.worker_id is None else r.worker_id,
+                "recording": r.recording or "",
+            }
 
 
 def _now() -> float:

@@ -81,15 +81,11 @@ def _silence(seconds: float) -> bytes:
 def customer_tracks(dialplan: Path, prompts: Path, folder: Path, contacts: dict[str, dict[str, str]]) -> dict[str, Path]:
     """One WAV per contact (key: its number) from its persona, rehearsed against the dialplan with that
     contact's own fields: a personalised prompt's length decides where the next answer must fall."""
-    from voicebot.session import CallSession
-    from voicebot.speech.prompt_cache import PromptCache
-    from voicebot.speech.select import make_asr_engine
-    from voicebot.speech.tts import make_tts
+    from voicebot.apps import recipe
 
     loaded = load_dialplan(dialplan)
-    speech = loaded.dialplan.speech
-    cache = PromptCache(prompts, make_tts(speech.tts, speech.language, None))
-    asr = make_asr_engine(speech.asr, speech.language, None)
+    cache = recipe.prompt_cache(loaded, prompts)
+    asr = recipe.asr_engine(loaded)
     folder.mkdir(parents=True, exist_ok=True)
     tracks = {}
     for number, fields in contacts.items():
@@ -103,7 +99,7 @@ def customer_tracks(dialplan: Path, prompts: Path, folder: Path, contacts: dict[
         elif persona.answers:
             # over a simulated line (μ-law, noise 25 dB down), as a caller sounds
             frames = [speak(text, NARROWBAND, voice=persona.voice, snr_db=25.0, seed=i) for i, text in enumerate(persona.answers)]
-            session = CallSession(loaded.graph, asr.stream(NARROWBAND.rate_hz), cache, fields)
+            session = recipe.call_session(loaded, asr, cache, fields, NARROWBAND.rate_hz)
             # 2.5 s after each prompt: room for the real call's compute and load (the rehearsal's clock has none)
             track = script_customer(session, frames, reaction_ms=2500, tail_ms=30_000)
             track.write(path, NARROWBAND.rate_hz)
@@ -188,7 +184,7 @@ def report(db: Path, contacts: list, seconds: float) -> int:
     from voicebot.campaign.store import CampaignStore
 
     persona_of = {c.phone: c.fields["persona"] for c in contacts}
-    with CampaignStore.open(db) as store:
+    with CampaignStore.open_readonly(db) as store:
         rows = list(store.export_rows())
     outcomes: dict[str, Counter] = {}
     for row in rows:

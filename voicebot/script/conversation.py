@@ -6,8 +6,8 @@ A transfer is answered at once (as if the operator picked up) unless told to fai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from voicebot.script.engine import (
     Action,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from voicebot.config import SYSTEM_OUTCOMES, Confirm, Dialplan, Node, Prompt, Route
 from voicebot.script.intents import IntentMatcher, IntentSpec

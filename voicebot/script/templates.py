@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from voicebot.errors import ScriptError
 

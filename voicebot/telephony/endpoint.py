@@ -8,13 +8,12 @@ clock thread still drives the conference bridge, and with it every
 
 from __future__ import annotations
 
-import sys
-import traceback
-
 import ctypes
 import gc
 import os
 import re
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass

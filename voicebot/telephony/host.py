@@ -231,7 +231,7 @@ def _host_main(settings: WorkerSettings, conn: Connection) -> None:
         finally:
             for end in (commands, events, life):
                 end.close()  # the child has its own copies; the next child must not inherit these
-    for pidfd, pid in children.items():
+    for pidfd in children:
         multiprocessing.connection.wait([pidfd], 10.0)
         os.close(pidfd)
 

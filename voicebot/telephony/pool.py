@@ -4,17 +4,18 @@
   calls each worker takes at once (its ``Ready.max_calls``: what its pjsua build
   takes, less one kept for an operator leg when the dialplan bridges handoffs;
   a worker's ``Capacity`` lowers it while bridges hold operator legs).
-- ``dial()`` puts a call on the live worker with the most free slots, never
-  above K on any worker nor above the pool's concurrency; when every slot is
-  taken it raises ``NoCapacity`` (nothing reaches pjsua2).
+- It is a ``CallPlacer`` (``voicebot/calls/placer.py``): ``dial()`` takes a
+  slot in the ledger it shares with the remote dispatcher (the live worker with
+  the most free slots, never above K on any worker nor above the pool's
+  concurrency; ``NoCapacity`` when every slot is taken: nothing reaches pjsua2).
 - Call set-ups are paced per worker by a token bucket: one pjsua process aborts
   above ~60 set-ups a second (DESIGN.md), so the rate is capped well under it.
 - One reader thread per worker moves its events, in order, onto one queue that
-  ``next_event()`` reads, each wrapped in a ``PoolEvent`` naming the worker.
+  ``next_event()`` reads, each wrapped in a ``PlacerEvent`` naming the worker.
   Besides the calls' events it carries each worker's ``Ready`` (also a
   replacement's) and a ``WorkerFailed`` for every replacement that could not start. The same thread notices when its worker process dies
-  (within ``_POLL_S``), reports every call the worker still carried as an
-  ``Ended`` with outcome ``worker_lost`` and starts a replacement.
+  (within ``_POLL_S``), has the ledger report every call the worker still
+  carried as an ``Ended`` with outcome ``worker_lost`` and starts a replacement.
 
 Threads: the caller's (``dial``/``hangup``/``next_event``/``close``), one pacer
 that sends queued ``Dial``s when their worker's bucket allows, and one reader
@@ -30,19 +31,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Self
+from typing import cast
 
 import structlog
 
-from voicebot.errors import ConfigError, SipError
-from voicebot.telephony import outcomes
-from voicebot.telephony.messages import (
-    Answered,
+from voicebot.calls.messages import (
     Capacity,
     Dial,
     DialFailed,
-    Ended,
-    HandoffRequested,
     Hangup,
     Ready,
     Stop,
@@ -50,6 +46,8 @@ from voicebot.telephony.messages import (
     WorkerEvent,
     WorkerFailed,
 )
+from voicebot.calls.placer import LedgerPlacer, TokenBucket
+from voicebot.errors import ConfigError, SipError
 from voicebot.telephony.host import ModelHost
 from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
@@ -63,56 +61,10 @@ _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _log = structlog.get_logger("voicebot.pool")
 
 
-class NoCapacity(SipError):
-    """Every worker slot (or the pool's concurrency) is taken: nothing was dialled; try again after an ``Ended``."""
-
-    code = "sip-no-capacity"
-
-
 class WorkerStartError(SipError):
     """A media worker reported ``WorkerFailed`` or no ``Ready`` in time."""
 
     code = "sip-worker-start"
-
-
-@dataclass(frozen=True)
-class PoolEvent:
-    """One worker event as the pool saw it."""
-
-    worker_id: int  # serial of the worker process (a replacement gets a new one)
-    pid: int | None
-    received_at: float  # time.monotonic() seconds when the pool read it
-    event: WorkerEvent
-
-
-class TokenBucket:
-    """Pure pacing: ``take(now_s)`` returns 0.0 and spends a token, or the seconds to wait for one."""
-
-    def __init__(self, rate_per_s: float, burst: int = 1) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError(f"a token bucket needs a positive rate and burst (got {rate_per_s}/s, burst {burst})")
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at: float | None = None
-
-    def take(self, now_s: float) -> float:
-        if self._at is not None:
-            self._tokens = min(self.burst, self._tokens + (now_s - self._at) * self.rate_per_s)
-        self._at = now_s
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate_per_s
-
-
-@dataclass(eq=False)
-class _Call:
-    attempt_id: str
-    accepted_at: float
-    sent_at: float | None = None  # None: still queued in the pool, never reached the worker
-    answered_at: float | None = None
-    answer_setup_ms: int | None = None
 
 
 @dataclass(eq=False)
@@ -122,19 +74,11 @@ class _Slot:
     index: int
     bucket: TokenBucket
     worker: WorkerProcess | None = None
-    worker_id: int = -1
-    max_calls: int = 0
-    live: bool = False
-    calls: dict[str, _Call] = field(default_factory=dict)
     pending: deque[Dial] = field(default_factory=deque)
     reader: threading.Thread | None = None
 
-    @property
-    def free(self) -> int:
-        return max(0, self.max_calls - len(self.calls)) if self.live else 0
 
-
-class WorkerPool:
+class WorkerPool(LedgerPlacer[int]):
     """Media workers for one campaign. Use as a context manager, or call ``close()``."""
 
     def __init__(
@@ -147,16 +91,11 @@ class WorkerPool:
                 f"setups_per_second_per_worker must be in (0, {MAX_SETUPS_PER_SECOND_PER_WORKER}] "
                 f"(got {setups_per_second_per_worker}): one pjsua process aborts above ~60 set-ups a second"
             )
+        super().__init__(concurrency)
         self.settings = settings
-        self.concurrency = concurrency
         self.setups_per_second_per_worker = setups_per_second_per_worker
-        self._lock = threading.Condition()
-        self._events: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
-        self._slots: list[_Slot] = []
-        self._where: dict[str, _Slot] = {}  # attempt id -> slot, while the call is in flight
-        self._dialled: set[str] = set()  # every attempt id ever accepted: never dial one twice
+        self._slots: list[_Slot] = []  # the ledger names each slot's worker by the slot's index
         self._next_worker_id = 0
-        self._closing = threading.Event()
         self._closed = False
         self.start_seconds: list[float] = []  # how long each worker took from spawn to Ready
         self._pacer = threading.Thread(target=self._pace, name="pool-pacer", daemon=True)
@@ -169,7 +108,7 @@ class WorkerPool:
                 self.host = ModelHost(settings).start()
             first = self._new_slot()
             self._start_into(first)  # K is only known once a worker reports it
-            n = math.ceil(concurrency / first.max_calls)
+            n = math.ceil(concurrency / self.ledger.workers[first.index].capacity)
             others = [self._new_slot() for _ in range(n - 1)]
             self._start_all(others)
         except BaseException:
@@ -183,29 +122,12 @@ class WorkerPool:
 
     @property
     def workers(self) -> int:
-        return len(self._slots)
-
-    @property
-    def free_slots(self) -> int:
-        """Calls ``dial()`` would accept right now."""
-        with self._lock:
-            return self._free_locked()
-
-    @property
-    def capacity(self) -> int:
-        """Calls the live workers take at once (``concurrency`` may be set lower, never usefully higher)."""
-        with self._lock:
-            return sum(s.max_calls for s in self._slots if s.live)
-
-    def calls(self) -> list[str]:
-        """Attempt ids of the calls in flight (queued, ringing or talking)."""
-        with self._lock:
-            return list(self._where)
+        return len(self._slots)  # a slot whose worker is being replaced still counts
 
     def pids(self) -> dict[int, int | None]:
         """worker id -> pid of every live worker."""
         with self._lock:
-            return {s.worker_id: s.worker.process.pid for s in self._slots if s.live and s.worker is not None}
+            return {w.serial: w.pid for w in self.ledger.workers.values() if w.live}
 
     def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = ()) -> int:
         """Accept a call for the least loaded live worker and return that worker's id.
@@ -215,45 +137,25 @@ class WorkerPool:
         for an attempt this pool already took, ``SipError`` (``sip-pool-closed``) after ``close()``.
         """
         with self._lock:
-            if self._closing.is_set():
-                raise SipError("the worker pool is closed", code="sip-pool-closed")
-            if attempt_id in self._dialled:
-                raise SipError(f"attempt {attempt_id} was already dialled by this pool", code="duplicate-attempt")
-            if self._free_locked() <= 0:
-                in_flight = len(self._where)
-                live = sum(s.live for s in self._slots)
-                raise NoCapacity(
-                    f"no free call slot for attempt {attempt_id}: {in_flight} calls in flight, "
-                    f"concurrency {self.concurrency}, {live} of {len(self._slots)} workers live"
-                )
-            slot = max((s for s in self._slots if s.live), key=lambda s: s.free)  # first of the emptiest
-            self._dialled.add(attempt_id)
-            slot.calls[attempt_id] = _Call(attempt_id, time.monotonic())
-            slot.pending.append(Dial(attempt_id, number, contact))
-            self._where[attempt_id] = slot
+            w = self.ledger.place(attempt_id, closed=self._closing.is_set())
+            self._slots[w.key].pending.append(Dial(attempt_id, number, contact))
             self._lock.notify_all()
-            return slot.worker_id
+            return w.serial
 
     def hangup(self, attempt_id: str) -> None:
         """Hang up (or cancel) a call; a call still queued in the pool ends at once as ``DialFailed`` ``pool-cancelled``."""
         with self._lock:
-            slot = self._where.get(attempt_id)
-            if slot is None:
+            w, call = self.ledger.where(attempt_id), self.ledger.track(attempt_id)
+            if w is None or call is None:
                 return
-            call = slot.calls[attempt_id]
+            slot = self._slots[w.key]
             if call.sent_at is not None:
+                assert slot.worker is not None
                 slot.worker.send(Hangup(attempt_id))
                 return
             slot.pending = deque(d for d in slot.pending if d.attempt_id != attempt_id)
-            self._forget_locked(slot, attempt_id)
-            self._put(slot, DialFailed(attempt_id, "pool-cancelled", "hung up before it was dialled"))
-
-    def next_event(self, timeout_s: float) -> PoolEvent | None:
-        """The next event of any worker (each call's events in order), or None after ``timeout_s``."""
-        try:
-            return self._events.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+            self.ledger.forget(attempt_id)
+            self.ledger.emit(slot.index, DialFailed(attempt_id, "pool-cancelled", "hung up before it was dialled"))
 
     def close(self, timeout_s: float = 10.0) -> dict[int, int | None]:
         """Stop every worker (they hang up their calls), kill any still alive after ``timeout_s``; worker id -> exit code.
@@ -267,7 +169,7 @@ class WorkerPool:
             self._closed = True
             self._closing.set()
             self._lock.notify_all()
-            slots = [(s, s.worker_id, s.worker) for s in self._slots if s.worker is not None]
+            slots = [(s, self.ledger.workers[s.index].serial, s.worker) for s in self._slots if s.worker is not None]
         slots = [(s, i, w) for s, i, w in slots if w.process.pid is not None]  # a starter stops any it spawns from now on
         for _, _, w in slots:
             w.send(Stop())  # a dead worker's queue takes it harmlessly
@@ -289,12 +191,6 @@ class WorkerPool:
         if self.host is not None:
             self.host.close()
         return codes
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- starting workers -------------------------------------------------------------------------
 
@@ -329,12 +225,15 @@ class WorkerPool:
         with self._lock:
             if self._closing.is_set():
                 return  # close() has taken its list of workers: start none behind its back
-            slot.worker, slot.worker_id, slot.live = w, worker_id, False
+            slot.worker = w
+            self.ledger.worker(slot.index, worker_id).live = False
         started = time.monotonic()
         try:
             w.launch()
         except SipError as e:
             raise WorkerStartError(f"media worker {worker_id} could not be started: {e}") from None
+        with self._lock:
+            self.ledger.workers[slot.index].pid = w.process.pid
         event = _first_event(w, _START_TIMEOUT_S)
         if not isinstance(event, Ready):
             _end_process(w)
@@ -348,11 +247,10 @@ class WorkerPool:
             raise WorkerStartError(f"media worker {worker_id} takes no calls (max_calls {event.max_calls})")
         with self._lock:
             self.start_seconds.append(time.monotonic() - started)
-            slot.max_calls = event.max_calls
             slot.bucket = TokenBucket(self.setups_per_second_per_worker)
             closing = self._closing.is_set()
-            slot.live = not closing
-            self._put(slot, event)
+            self.ledger.up(slot.index, event.max_calls, live=not closing)
+            self.ledger.emit(slot.index, event)
             self._lock.notify_all()
         if closing:  # close() may have looked before this process existed
             w.stop(timeout_s=5.0)
@@ -373,7 +271,8 @@ class WorkerPool:
                     failures = 0
                     break
                 except WorkerStartError as e:
-                    self._put(slot, WorkerFailed(e.code, str(e)))
+                    with self._lock:
+                        self.ledger.emit(slot.index, WorkerFailed(e.code, str(e)))
                     self._closing.wait(_RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)])
                     failures += 1
             if self._closing.is_set():
@@ -382,6 +281,7 @@ class WorkerPool:
     def _pump(self, slot: _Slot) -> None:
         """Forward the current worker's events until it stops or dies, then report the calls it still had."""
         w = slot.worker
+        assert w is not None
         while True:
             try:
                 event = w.events.get(timeout=_POLL_S)
@@ -401,57 +301,21 @@ class WorkerPool:
         w.process.join(1.0)
         self._lose_calls(slot, w.process.exitcode)
 
-    def _take(self, slot: _Slot, event: WorkerEvent) -> None:
+    def _take(self, slot: _Slot, received: object) -> None:
+        event = cast(WorkerEvent, received)  # a worker's pipe carries only its events
         with self._lock:
             if isinstance(event, Capacity):  # the pool's own business: placement reads it, nobody else
-                slot.max_calls = event.max_calls
+                self.ledger.workers[slot.index].capacity = event.max_calls
                 self._lock.notify_all()
                 return
-            attempt_id = getattr(event, "attempt_id", None)
-            call = slot.calls.get(attempt_id) if attempt_id is not None else None
-            if isinstance(event, Answered) and call is not None:
-                call.answered_at = time.monotonic()
-                call.answer_setup_ms = event.setup_ms
-            elif isinstance(event, (Ended, DialFailed)) and call is not None:
-                self._forget_locked(slot, attempt_id)  # the slot is free before anyone reads the event
-            elif isinstance(event, HandoffRequested):
-                # what the operator continues from (the bus will publish it: issue 6)
-                _log.info("handoff_requested", attempt_id=event.attempt_id, worker_id=slot.worker_id, **event.context)
-            self._put(slot, event)
+            self.ledger.observe(slot.index, event)
 
     def _lose_calls(self, slot: _Slot, exit_code: int | None) -> None:
-        """The worker is gone: every call it carried ends as ``worker_lost``; queued ones were never dialled."""
-        now = time.monotonic()
+        """The worker is gone: the ledger ends every call it carried; queued ones were never dialled."""
         with self._lock:
-            slot.live = False
-            reason = f"worker process died (exit code {exit_code})"
-            queued = {d.attempt_id for d in slot.pending}
+            queued = frozenset(d.attempt_id for d in slot.pending)
             slot.pending.clear()
-            for attempt_id, call in list(slot.calls.items()):
-                self._forget_locked(slot, attempt_id)
-                if attempt_id in queued:
-                    self._put(slot, DialFailed(attempt_id, "pool-worker-lost", f"never dialled: {reason}"))
-                    continue
-                if call.answered_at is not None:
-                    setup_ms, talk_ms = call.answer_setup_ms or 0, _ms(now - call.answered_at)
-                else:
-                    setup_ms, talk_ms = _ms(now - (call.sent_at or call.accepted_at)), 0
-                self._put(
-                    slot,
-                    Ended(
-                        attempt_id=attempt_id,
-                        outcome=outcomes.WORKER_LOST,
-                        sip_code=None,
-                        reason=reason,
-                        setup_ms=setup_ms,
-                        talk_ms=talk_ms,
-                        session_outcome=None,
-                        hangup_by="local",
-                        frames_in=0,
-                        frames_out=0,
-                        callback_errors=0,
-                    ),
-                )
+            self.ledger.lose(slot.index, f"worker process died (exit code {exit_code})", never_sent=queued)
 
     # -- the pacer ----------------------------------------------------------------------------------
 
@@ -461,28 +325,17 @@ class WorkerPool:
                 wait_s = None
                 now = time.monotonic()
                 for slot in self._slots:
-                    while slot.live and slot.pending:
+                    while self.ledger.workers[slot.index].live and slot.pending:
                         due_in = slot.bucket.take(now)
                         if due_in > 0:
                             wait_s = due_in if wait_s is None else min(wait_s, due_in)
                             break
                         dial = slot.pending.popleft()
-                        slot.calls[dial.attempt_id].sent_at = now
+                        call = self.ledger.track(dial.attempt_id)
+                        assert call is not None and slot.worker is not None
+                        call.sent_at = now
                         slot.worker.send(dial)
                 self._lock.wait(wait_s)
-
-    # -- helpers (caller holds _lock) ---------------------------------------------------------------
-
-    def _free_locked(self) -> int:
-        return max(0, min(self.concurrency - len(self._where), sum(s.free for s in self._slots)))
-
-    def _forget_locked(self, slot: _Slot, attempt_id: str) -> None:
-        slot.calls.pop(attempt_id, None)
-        self._where.pop(attempt_id, None)
-
-    def _put(self, slot: _Slot, event: WorkerEvent) -> None:
-        pid = slot.worker.process.pid if slot.worker is not None else None
-        self._events.put(PoolEvent(slot.worker_id, pid, time.monotonic(), event))
 
 
 def _first_event(w: WorkerProcess, timeout_s: float) -> WorkerEvent | None:
@@ -490,11 +343,11 @@ def _first_event(w: WorkerProcess, timeout_s: float) -> WorkerEvent | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            return w.events.get(timeout=_POLL_S)
+            return cast(WorkerEvent, w.events.get(timeout=_POLL_S))
         except queue.Empty:
             if not w.process.is_alive():
                 try:
-                    return w.events.get(timeout=_DRAIN_S)  # its last words may still be in the pipe
+                    return cast(WorkerEvent, w.events.get(timeout=_DRAIN_S))  # its last words may still be in the pipe
                 except queue.Empty:
                     return None
     return None
@@ -507,7 +360,3 @@ def _end_process(w: WorkerProcess | None) -> None:
         w.process.kill()
     if w.process.pid is not None:
         w.process.join(5.0)
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)

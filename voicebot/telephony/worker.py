@@ -27,19 +27,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import pjsua2 as pj
 
 from voicebot.audio.frames import AudioFormat
-from voicebot.config import Trunk
-from voicebot.errors import SipError
-from voicebot.telephony import outcomes
-from voicebot.telephony.call import DialCall
-from voicebot.telephony.channel import ChannelClosed, PipeChannel
-from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
-from voicebot.telephony.media_port import MediaPort
-from voicebot.telephony.messages import (
+from voicebot.calls import outcomes
+from voicebot.calls.messages import (
     Answered,
     Capacity,
     Command,
@@ -58,7 +52,25 @@ from voicebot.telephony.messages import (
     WorkerEvent,
     WorkerFailed,
 )
-from voicebot.telephony.outcomes import LocalCancel
+from voicebot.calls.outcomes import LocalCancel
+from voicebot.config import Trunk
+from voicebot.errors import SipError
+from voicebot.telephony.call import DialCall
+from voicebot.telephony.channel import ChannelClosed, PipeChannel
+from voicebot.telephony.endpoint import EndpointSettings, SipEndpoint
+from voicebot.telephony.inbox import (
+    Close,
+    Dtmf,
+    Inbound,
+    LocalHangup,
+    RemoteHangup,
+    SessionInbox,
+    SessionMessage,
+    Start,
+    TransferResult,
+    deliver,
+)
+from voicebot.telephony.media_port import MediaPort
 
 if TYPE_CHECKING:
     from voicebot.session import Handoff
@@ -96,7 +108,8 @@ class MediaSession(Protocol):
 # have prepare(), called once in the worker before it reports Ready (load models there;
 # the model host calls it before it forks), warm(), called in the worker after prepare()
 # (what cannot be forked: a Whisper model's threads), and ``operator_legs`` (int, read after prepare()): pjsua calls to keep free for the
-# operator legs of bridged handoffs, which the customer calls may then not take.
+# operator legs of bridged handoffs, which the customer calls may then not take; and ``take_record(attempt_id)``
+# (dict or None), called on the session thread once a session has seen its last event: the record its Ended carries.
 SessionFactory = Callable[[str, AudioFormat, dict[str, str]], MediaSession]
 
 
@@ -128,6 +141,7 @@ class _Leg:
     local_outcome: str = "stopped"  # why we hung up, when the session had not ended the call itself
     contact: dict[str, str] = field(default_factory=dict)
     session: MediaSession | None = None
+    record: dict | None = None  # from the session factory once the session has closed
     port: MediaPort | None = None
     callback_errors: int = 0
     disconnected: bool = False
@@ -170,45 +184,56 @@ class _LoopedPrompt:
 
 
 class _SessionThread:
-    """Runs every session method except ``next_outbound`` on one thread, in order.
+    """Runs every session method except ``next_outbound`` on one thread: control ahead of audio (``inbox.py``).
 
     It tells the SIP owner through ``notices``: ``("ended", id, None)`` when a
     session decides to end, ``("handoff", id, Handoff)`` when its script hands
     the call to a person (the briefing is rendered here, off the SIP thread),
-    ``("closed", id, None)`` once a session has seen its last event.
+    ``("closed", id, record)`` once a session has seen its last event.
     """
 
-    def __init__(self, notices: queue.SimpleQueue) -> None:
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+    def __init__(self, notices: queue.SimpleQueue, take_record: Callable[[str], dict | None] | None = None) -> None:
+        self._inbox = SessionInbox()
         self._notices = notices
+        self._take_record = take_record
         self._thread = threading.Thread(target=self._run, name="sessions", daemon=True)
         self._thread.start()
 
-    def post(self, attempt_id: str, session: MediaSession, method: str, *args: object) -> None:
-        self._inbox.put((attempt_id, session, method, args))
-
-    def post_close(self, attempt_id: str, session: MediaSession) -> None:
-        self._inbox.put((attempt_id, session, None, ()))
+    def post(self, attempt_id: str, session: MediaSession, message: SessionMessage) -> None:
+        self._inbox.put(attempt_id, session, message)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self._inbox.put(None)
+        self._inbox.shut()
         self._thread.join(timeout_s)
+
+    def _record(self, attempt_id: str) -> dict | None:
+        if self._take_record is None:
+            return None
+        try:
+            return self._take_record(attempt_id)
+        except Exception:  # a record that cannot be made must not keep the call's Ended from the manager
+            traceback.print_exc(file=sys.stderr)
+            return None
 
     def _run(self) -> None:
         reported: set[str] = set()
         while (item := self._inbox.get()) is not None:
-            attempt_id, session, method, args = item
-            if method is None:
-                self._notices.put(("closed", attempt_id, None))
+            attempt_id, s, message = item
+            session = cast(MediaSession, s)
+            if isinstance(message, Close):
+                reported.discard(attempt_id)
+                if dropped := self._inbox.take_dropped(attempt_id):
+                    print(f"voicebot worker: {attempt_id}: {dropped} inbound frames dropped (the session thread fell behind)", file=sys.stderr)
+                self._notices.put(("closed", attempt_id, self._record(attempt_id)))
                 continue
             try:
-                getattr(session, method)(*args)
+                deliver(session, message)
                 if getattr(session, "handoff_due", False):
-                    self._notices.put(("handoff", attempt_id, session.take_handoff()))
+                    self._notices.put(("handoff", attempt_id, session.take_handoff()))  # type: ignore[attr-defined]
                 if getattr(session, "keys_due", None):
-                    self._notices.put(("keys", attempt_id, session.take_keys()))
+                    self._notices.put(("keys", attempt_id, session.take_keys()))  # type: ignore[attr-defined]
                 if getattr(session, "progress_due", False):
-                    self._notices.put(("progress", attempt_id, session.take_progress()))
+                    self._notices.put(("progress", attempt_id, session.take_progress()))  # type: ignore[attr-defined]
             except Exception:  # one broken session must not stop the others
                 traceback.print_exc(file=sys.stderr)
             if session.ended and attempt_id not in reported:
@@ -239,7 +264,8 @@ class MediaWorker:
         except SipError as e:
             events.put(WorkerFailed(e.code, str(e)))
             return
-        self._sessions = sessions = _SessionThread(self._notices)
+        take_record = getattr(self.settings.session_factory, "take_record", None)
+        self._sessions = sessions = _SessionThread(self._notices, take_record)
         try:
             prepare = getattr(self.settings.session_factory, "prepare", None)
             if prepare is not None:
@@ -382,8 +408,10 @@ class MediaWorker:
             elif kind == "operator-digit":
                 if leg is not None:
                     self._operator_digit(leg, payload)
-            else:
+            else:  # closed: the session has seen its last event, and made its record
                 self._closed.add(attempt_id)
+                if leg is not None:
+                    leg.record = payload
 
     def _reap(self) -> None:
         # Calls and ports are dropped here, outside their own callbacks, once
@@ -430,10 +458,10 @@ class MediaWorker:
             if leg.session is not None:
                 ts_ms = leg.port.frames_in * self.fmt.frame_ms
                 if leg.hangup_by == "remote":
-                    self._sessions.post(leg.attempt_id, leg.session, "remote_hangup", ts_ms)
+                    self._sessions.post(leg.attempt_id, leg.session, RemoteHangup(ts_ms))
                 else:  # a no-op for a session that ended the call itself
-                    self._sessions.post(leg.attempt_id, leg.session, "local_hangup", ts_ms, leg.local_outcome)
-                self._sessions.post_close(leg.attempt_id, leg.session)
+                    self._sessions.post(leg.attempt_id, leg.session, LocalHangup(ts_ms, leg.local_outcome))
+                self._sessions.post(leg.attempt_id, leg.session, Close())
 
     def call_media_active(self, call: DialCall) -> None:
         leg = self._legs.get(call.attempt_id)
@@ -470,7 +498,7 @@ class MediaWorker:
             return
         if leg is None or leg.session is None or leg.port is None:
             return  # a digit before the media is up has no session time to go with
-        self._sessions.post(leg.attempt_id, leg.session, "dtmf", digit, leg.port.frames_in * self.fmt.frame_ms)
+        self._sessions.post(leg.attempt_id, leg.session, Dtmf(digit, leg.port.frames_in * self.fmt.frame_ms))
         self._emit(DtmfIn(leg.attempt_id, digit))
 
     def call_error(self, call: DialCall, where: str, error: Exception) -> None:
@@ -573,7 +601,7 @@ class MediaWorker:
         assert leg.handoff is not None
         leg.handoff.done = True
         leg.handoff_result = how
-        self._post_session(leg, "transfer_result", True)
+        self._transfer_result(leg, True)
 
     def _handoff_failed(self, leg: _Leg, reason: str) -> None:
         h = leg.handoff
@@ -583,12 +611,12 @@ class MediaWorker:
         leg.handoff_result = "failed"
         self._drop_operator(leg)
         print(f"voicebot worker: handoff of {leg.attempt_id} failed: {reason}", file=sys.stderr)
-        self._post_session(leg, "transfer_result", False, reason)
+        self._transfer_result(leg, False, reason)
 
-    def _post_session(self, leg: _Leg, method: str, *args: object) -> None:
+    def _transfer_result(self, leg: _Leg, ok: bool, reason: str = "") -> None:
         if leg.session is not None and not leg.disconnected:
             ts_ms = leg.port.frames_in * self.fmt.frame_ms if leg.port is not None else 0
-            self._sessions.post(leg.attempt_id, leg.session, method, args[0], ts_ms, *args[1:])
+            self._sessions.post(leg.attempt_id, leg.session, TransferResult(ok, ts_ms, reason))
 
     def _drop_operator(self, leg: _Leg) -> None:
         h = leg.handoff
@@ -604,12 +632,12 @@ class MediaWorker:
         sessions = self._sessions
 
         def inbound(frame: bytes, ts_ms: int) -> None:  # clock thread: queue only
-            sessions.post(attempt_id, session, "on_inbound", frame, ts_ms)
+            sessions.post(attempt_id, session, Inbound(frame, ts_ms))
 
         # port first: onDtmfDigit comes from pjmedia's own thread and needs both
         leg.port = MediaPort(f"call-{attempt_id}", self.fmt, session.next_outbound, inbound)
         leg.session = session
-        sessions.post(attempt_id, session, "start", 0)
+        sessions.post(attempt_id, session, Start(0))
         if not leg.call.connect_port(leg.port):
             self._hang_up(attempt_id, None)  # answered without usable audio: nothing to say to anyone
 
@@ -635,6 +663,7 @@ class MediaWorker:
             first_sound_out_ms=_since(leg.answered_at, port.first_sound_out) if port else None,
             first_sound_in_ms=_since(leg.answered_at, port.first_sound_in) if port else None,
             handoff=leg.handoff_result,
+            record=leg.record,
         )
 
     def _emit(self, event: WorkerEvent) -> None:

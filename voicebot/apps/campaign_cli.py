@@ -7,7 +7,6 @@ import csv
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -16,33 +15,50 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from voicebot.campaign.runner import CampaignRun
+    from voicebot.telephony.pool import WorkerPool
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a campaign: import contacts, dial, talk, record every result (Ctrl-C pauses)")
     r.add_argument("dialplan", type=Path)
     r.add_argument("--contacts", type=Path, help="CSV or XLSX to import (again on a rerun: known numbers are kept as they are)")
-    r.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER",
-                   help="which column holds a field (repeatable): phone=Telefon, first_name='First name', tags=Labels")
+    r.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=HEADER",
+        help="which column holds a field (repeatable): phone=Telefon, first_name='First name', tags=Labels",
+    )
     r.add_argument("--db", type=Path, help="the campaign's store (default: campaigns/<campaign name>.db)")
     r.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
     r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
     r.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
     r.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after Ctrl-C")
     bus = r.add_mutually_exclusive_group()
-    bus.add_argument("--broker", metavar="URL", help="publish events to this MQTT broker: mqtt://[user@]host[:port] "
-                     "(password from $VOICEBOT_MQTT_PASSWORD); default: a private mosquitto on 127.0.0.1")
+    bus.add_argument(
+        "--broker",
+        metavar="URL",
+        help="publish events to this MQTT broker: mqtt://[user@]host[:port] "
+        "(password from $VOICEBOT_MQTT_PASSWORD); default: a private mosquitto on 127.0.0.1",
+    )
     bus.add_argument("--no-broker", action="store_true", help="keep events in the store only")
-    r.add_argument("--workers", choices=("local", "remote"), default="local",
-                   help="local: media workers in this process (default); remote: calls go over --broker to `voicebot worker`s")
-    r.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries and calling windows wait for the next run)")
+    r.add_argument(
+        "--workers",
+        choices=("local", "remote"),
+        default="local",
+        help="local: media workers in this process (default); remote: calls go over --broker to `voicebot worker`s",
+    )
+    r.add_argument(
+        "--until-idle", action="store_true", help="stop when nothing is due now (retries and calling windows wait for the next run)"
+    )
     r.add_argument("--ignore-calling-window", action="store_true", help="dial at any hour: for a local test PBX only, never real people")
     r.set_defaults(func=cmd_run)
 
     w = sub.add_parser("worker", help="take a campaign's calls from the broker on this host (for `voicebot run --workers remote`)")
     w.add_argument("dialplan", type=Path, help="the same dialplan file as the manager's (compared by digest)")
-    w.add_argument("--broker", metavar="URL", required=True,
-                   help="mqtt://[user@]host[:port] or mqtts://... (password from $VOICEBOT_MQTT_PASSWORD)")
+    w.add_argument(
+        "--broker", metavar="URL", required=True, help="mqtt://[user@]host[:port] or mqtts://... (password from $VOICEBOT_MQTT_PASSWORD)"
+    )
     w.add_argument("--name", default="", help="this worker's name on the broker (default: <hostname>-<pid>)")
     w.add_argument("--calls", type=int, default=8, help="calls this host takes at once (default 8)")
     w.add_argument("--work-dir", type=Path, default=Path("worker"), help="prompts and call records (default ./worker)")
@@ -52,11 +68,17 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=cmd_worker)
 
     op = sub.add_parser("operator", help="a live operator's console: each call the bot hands over, with its context")
-    op.add_argument("--broker", metavar="URL", required=True,
-                    help="mqtt://[user@]host[:port] or mqtts://... (password from $VOICEBOT_MQTT_PASSWORD)")
+    op.add_argument(
+        "--broker", metavar="URL", required=True, help="mqtt://[user@]host[:port] or mqtts://... (password from $VOICEBOT_MQTT_PASSWORD)"
+    )
     op.add_argument("--campaign", default=None, help="only this campaign's handoffs (default: every campaign)")
-    op.add_argument("--exit-after", type=int, default=None, metavar="N",
-                    help="quit once N handoffs were shown and their calls ended (scripts and tests)")
+    op.add_argument(
+        "--exit-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="quit once N handoffs were shown and their calls ended (scripts and tests)",
+    )
     op.set_defaults(func=cmd_operator)
 
     e = sub.add_parser("export", help="write a campaign's attempts and results")
@@ -83,10 +105,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         columns[key.strip()] = header.strip()
     if args.ignore_calling_window:
         out.print("[bold red]--ignore-calling-window: dialling at any hour (a local test PBX only)[/]")
-    run = CampaignRun(RunOptions(args.dialplan, db, args.contacts, args.models, concurrency=args.concurrency,
-                                 bind_address=args.bind, grace_s=args.grace, until_idle=args.until_idle,
-                                 ignore_calling_window=args.ignore_calling_window, columns=columns,
-                                 broker=None if args.no_broker else (args.broker or ""), workers=args.workers))
+    options = RunOptions(
+        args.dialplan,
+        db,
+        args.contacts,
+        args.models,
+        concurrency=args.concurrency,
+        bind_address=args.bind,
+        grace_s=args.grace,
+        until_idle=args.until_idle,
+        ignore_calling_window=args.ignore_calling_window,
+        columns=columns,
+        broker=None if args.no_broker else (args.broker or ""),
+        workers=args.workers,
+    )
+
+    def media_workers(concurrency: int) -> WorkerPool:
+        # the recipe imports pjsua2 and the speech engines: only a run with local workers gets here
+        from voicebot.apps.recipe import media_workers
+
+        assert run.loaded is not None and options.prompts_dir is not None
+        return media_workers(
+            options.dialplan, run.loaded, concurrency, options.prompts_dir, options.models_dir, options.calls_dir, options.bind_address
+        )
+
+    run = CampaignRun(options, pool_factory=media_workers if args.workers == "local" else None)
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
@@ -103,15 +146,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from voicebot.apps.worker_agent import BusWorker, BusWorkerOptions  # pjsua2 and the models: only for this command
     from voicebot.bus.broker import BrokerSettings
-    from voicebot.bus.worker_agent import BusWorker, BusWorkerOptions  # pjsua2 and the models: only for this command
     from voicebot.errors import VoicebotError
     from voicebot.logs import log_to_file
 
     if args.calls < 1:
         raise VoicebotError(f"--calls must be at least 1 (got {args.calls})", code="bad-argument")
-    options = BusWorkerOptions(args.dialplan, BrokerSettings.from_url(args.broker), args.work_dir, args.name, args.calls,
-                               args.models, args.bind, args.grace)
+    options = BusWorkerOptions(
+        args.dialplan, BrokerSettings.from_url(args.broker), args.work_dir, args.name, args.calls, args.models, args.bind, args.grace
+    )
     args.work_dir.mkdir(parents=True, exist_ok=True)
     log_to_file(args.work_dir / "worker.log")
     worker = BusWorker(options)
@@ -138,7 +182,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from voicebot.campaign.store import CampaignStore
 
-    store = CampaignStore.open(args.db)
+    store = CampaignStore.open_readonly(args.db)
     try:
         rows = list(store.export_rows())
     finally:
@@ -169,8 +213,10 @@ def _print_import(run: CampaignRun, out: Console) -> None:
         out.print(f"{len(run.recovered)} attempt(s) were in progress when the last run ended: recorded as interrupted, to be retried")
     if imported is None:
         return
-    out.print(f"{run.options.contacts}: {imported.rows} rows, {len(imported.contacts)} contacts, "
-              f"{imported.duplicates} duplicate rows merged, {len(imported.problems)} rows with problems")
+    out.print(
+        f"{run.options.contacts}: {imported.rows} rows, {len(imported.contacts)} contacts, "
+        f"{imported.duplicates} duplicate rows merged, {len(imported.problems)} rows with problems"
+    )
     for problem in imported.problems[:20]:
         out.print(f"  {problem}", highlight=False, markup=False)
     if len(imported.problems) > 20:
@@ -219,9 +265,11 @@ class _LiveView:
             self._live.update(self._table())
         else:
             p = run.progress
-            self.out.print(f"[{p.state}]{_bus_note(run)} dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
-                           f"({p.per_minute():.1f}/min); " + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
-                           highlight=False)
+            self.out.print(
+                f"[{p.state}]{_bus_note(run)} dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
+                f"({p.per_minute():.1f}/min); " + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
+                highlight=False,
+            )
 
     def _table(self) -> Table:
         p = self.run.progress

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # --- commands (manager → worker) --------------------------------------------------------
 
 
@@ -125,6 +124,9 @@ class Ended:
     first_sound_out_ms: int | None = None  # 200 OK → first frame of the bot's audio handed to the bridge
     first_sound_in_ms: int | None = None  # 200 OK → first frame with sound from the far end
     handoff: str = ""  # "" (none) | transferred | bridged | failed
+    # The call's record (path, slots, transcript, turns, prompts heard) as its session reported it: the result
+    # travels with the message, over a pipe or the broker; a JSON file per call is only an optional copy.
+    record: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -133,5 +135,16 @@ class Stopped:
 
 
 WorkerEvent = (
-    Ready | Capacity | WorkerFailed | Dialled | DialFailed | Ringing | Answered | DtmfIn | ScriptProgress | HandoffRequested | Ended | Stopped
+    Ready
+    | Capacity
+    | WorkerFailed
+    | Dialled
+    | DialFailed
+    | Ringing
+    | Answered
+    | DtmfIn
+    | ScriptProgress
+    | HandoffRequested
+    | Ended
+    | Stopped
 )

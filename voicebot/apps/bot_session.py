@@ -6,24 +6,26 @@ once, in ``prepare()`` before the worker reports Ready, so no call waits for a
 model. Prompts come from the on-disk prompt cache that the campaign rendered
 before dialling; a miss (a prompt only known mid-call) is synthesised then.
 
-With ``calls_dir`` every call leaves ``<attempt_id>.json`` (outcome, path,
-transcript, turns with timings, prompts heard) and, when the dialplan says
-``record_calls: true``, ``<attempt_id>.wav`` (the customer left, the bot right).
+Every call's record (outcome, path, transcript, turns with timings, prompts
+heard) travels on its ``Ended`` (the worker asks ``take_record``). With
+``calls_dir`` every call also leaves ``<attempt_id>.json``, a copy of it, and,
+when the dialplan says ``record_calls: true``, ``<attempt_id>.wav`` (the
+customer left, the bot right).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicebot.apps import recipe
 from voicebot.audio.frames import AudioFormat, write_stereo
 from voicebot.dialplan import LoadedDialplan, load_dialplan
 from voicebot.session import CallSession
 from voicebot.speech.asr import AsrEngine
 from voicebot.speech.prompt_cache import PromptCache
-from voicebot.speech.select import make_asr_engine
-from voicebot.speech.tts import make_tts
 
 # Calls of one worker that may be in a free-text answer at once: K of the PyPI pjsua2 build.
 FREE_TEXT_DECODERS = 4
@@ -43,17 +45,17 @@ class BotSessions:
     models_dir: Path | None = None
     calls_dir: Path | None = None
     _loaded: _Loaded | None = field(default=None, init=False, repr=False, compare=False)
+    _records: dict[str, dict] = field(default_factory=dict, init=False, repr=False, compare=False)  # attempt id -> record
 
     def __getstate__(self) -> dict:
         # engines stay in the process that loaded them
-        return {**self.__dict__, "_loaded": None}
+        return {**self.__dict__, "_loaded": None, "_records": {}}
 
     def prepare(self) -> None:
         if self._loaded is None:
             loaded = load_dialplan(self.dialplan_path)
-            speech = loaded.dialplan.speech
-            prompts = PromptCache(self.prompt_dir, make_tts(speech.tts, speech.language, self.models_dir))
-            asr = make_asr_engine(speech.asr, speech.language, self.models_dir)
+            prompts = recipe.prompt_cache(loaded, self.prompt_dir, self.models_dir)
+            asr = recipe.asr_engine(loaded, self.models_dir)
             keep = getattr(asr, "keep_free_text_decoders", None)
             if keep is not None and any(n.listens and not n.vocabulary() for n in loaded.graph.nodes.values()):
                 keep(FREE_TEXT_DECODERS)  # before the model host forks: no call loads the n-gram model mid-answer
@@ -78,18 +80,24 @@ class BotSessions:
         self.prepare()
         assert self._loaded is not None
         dialplan = self._loaded.dialplan
-        on_end = functools.partial(self._write_record, attempt_id, fmt) if self.calls_dir is not None else None
-        return CallSession(
-            dialplan.graph, self._loaded.asr.stream(fmt.rate_hz), self._loaded.prompts, contact,
-            record=dialplan.dialplan.campaign.record_calls and self.calls_dir is not None, on_end=on_end,
-        )
+        on_end = functools.partial(self.record_call, attempt_id, fmt)
+        record = dialplan.dialplan.campaign.record_calls and self.calls_dir is not None
+        return recipe.call_session(dialplan, self._loaded.asr, self._loaded.prompts, contact, fmt.rate_hz, record=record, on_end=on_end)
 
-    def _write_record(self, attempt_id: str, fmt: AudioFormat, session: CallSession) -> None:
-        # runs on the worker's session thread, never on the media clock
-        assert self.calls_dir is not None
-        self.calls_dir.mkdir(parents=True, exist_ok=True)
+    def take_record(self, attempt_id: str) -> dict | None:
+        """The call's record, for its Ended message (the worker asks once the session has closed)."""
+        return self._records.pop(attempt_id, None)
+
+    def record_call(self, attempt_id: str, fmt: AudioFormat, session: CallSession) -> None:
+        """Each session's on_end: keep its record for ``take_record`` and, with ``calls_dir``, write the files.
+        Runs on the worker's session thread, never on the media clock."""
         customer, bot = session.recording()
         duration_ms = fmt.ms(max(len(customer), len(bot)))
+        text = session.report(duration_ms).to_json()
+        self._records[attempt_id] = json.loads(text)  # as the file has it: plain JSON values only
+        if self.calls_dir is None:
+            return  # the files are an optional copy; the record travels on the Ended
+        self.calls_dir.mkdir(parents=True, exist_ok=True)
         if customer or bot:
             write_stereo(self.calls_dir / f"{attempt_id}.wav", customer, bot, fmt.rate_hz)
-        (self.calls_dir / f"{attempt_id}.json").write_text(session.report(duration_ms).to_json(), encoding="utf-8")
+        (self.calls_dir / f"{attempt_id}.json").write_text(text, encoding="utf-8")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
-import json
 import os
 import signal
 import socket
@@ -38,6 +38,7 @@ from pathlib import Path
 import aiomqtt
 import structlog
 
+from voicebot.apps import recipe
 from voicebot.bus.broker import BrokerLink, BrokerSettings, run_together
 from voicebot.bus.jobs import (
     HEARTBEAT_S,
@@ -49,15 +50,12 @@ from voicebot.bus.jobs import (
     encode_event,
     worker_topic,
 )
+from voicebot.calls.messages import Dial, DialFailed, Ended, Hangup, Ready, WorkerFailed
+from voicebot.calls.placer import NoCapacity
+from voicebot.campaign.prompts import prerender
 from voicebot.dialplan import load_dialplan
 from voicebot.errors import SipError
-from voicebot.speech.prompt_cache import PromptCache, prerender
-from voicebot.speech.tts import make_tts
-from voicebot.telephony.bot_session import BotSessions
-from voicebot.telephony.endpoint import EndpointSettings
-from voicebot.telephony.messages import Dial, DialFailed, Ended, Hangup, Ready, WorkerFailed
-from voicebot.telephony.pool import NoCapacity, WorkerPool
-from voicebot.telephony.worker import WorkerSettings
+from voicebot.telephony.pool import WorkerPool
 
 _log = structlog.get_logger("voicebot.worker")
 
@@ -109,17 +107,10 @@ class BusWorker:
         self.digest = dialplan_digest(o.dialplan)
         speech = loaded.dialplan.speech
         prompts_dir = o.work_dir / "prompts"
-        cache = PromptCache(prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
+        cache = recipe.prompt_cache(loaded, prompts_dir, o.models_dir)
         prerender(loaded.graph, cache, speech.rate_hz, [])  # prompts with contact fields: per call, below
         self._render_for_contact = functools.partial(prerender, loaded.graph, cache, speech.rate_hz)
-        settings = WorkerSettings(
-            campaign.trunk,
-            BotSessions(o.dialplan, prompts_dir, o.models_dir, self.calls_dir),
-            endpoint=EndpointSettings(bind_address=o.bind_address, caller_id=campaign.caller_id),
-            ring_timeout_s=campaign.ring_timeout_s,
-            max_call_duration_s=campaign.max_call_duration_s,
-        )
-        self.pool = WorkerPool(settings, o.calls)
+        self.pool = recipe.media_workers(o.dialplan, loaded, o.calls, prompts_dir, o.models_dir, self.calls_dir, o.bind_address)
         self.capacity = self.pool.free_slots
 
     def drain(self) -> None:
@@ -153,21 +144,42 @@ class BusWorker:
         assert self.pool is not None
         calls = self.pool.calls() if state == "up" else []
         capacity = 0 if self._draining.is_set() else self.capacity
-        return WorkerStatus(
-            worker=self.options.name, state=state, incarnation=self.incarnation, host=socket.gethostname(), pid=os.getpid(),
-            capacity=capacity, calls=calls, dialplan_sha256=self.digest, ts=time.time(),
-        ).model_dump_json().encode()
+        return (
+            WorkerStatus(
+                worker=self.options.name,
+                state=state,
+                incarnation=self.incarnation,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                capacity=capacity,
+                calls=calls,
+                dialplan_sha256=self.digest,
+                ts=time.time(),
+            )
+            .model_dump_json()
+            .encode()
+        )
 
     async def _main(self) -> None:
         pump = asyncio.create_task(self._pump_events())
 
         async def serve(client: aiomqtt.Client) -> None:
-            _log.info("worker_connected", worker=self.options.name, campaign=self.campaign, capacity=self.capacity,
-                      broker=str(self.options.broker), waiting_events=len(self._outgoing))
+            _log.info(
+                "worker_connected",
+                worker=self.options.name,
+                campaign=self.campaign,
+                capacity=self.capacity,
+                broker=str(self.options.broker),
+                waiting_events=len(self._outgoing),
+            )
             await client.subscribe(self._topic("jobs"), qos=1)
             # a broken pump (the pool's events stopped flowing) fails loudly instead of heartbeating on
-            await run_together([self._take_jobs(client), self._heartbeat(client), self._publish(client)], self._finished,
-                               every=self._watch_drain, watch=(pump,))
+            await run_together(
+                [self._take_jobs(client), self._heartbeat(client), self._publish(client)],
+                self._finished,
+                every=self._watch_drain,
+                watch=(pump,),
+            )
             await self._flush(client)
             await client.publish(self._topic("status"), self._status("down"), qos=1)
 
@@ -255,13 +267,12 @@ class BusWorker:
             self._emit(event)
 
     def _emit(self, event: object) -> None:
-        record = None
-        if isinstance(event, Ended):
-            record = _read_json(self.calls_dir / f"{event.attempt_id}.json")
+        if isinstance(event, Ended) and event.record is not None:
             wav = self.calls_dir / f"{event.attempt_id}.wav"
-            if record is not None and wav.is_file():
-                record["recording_on_worker"] = {"worker": self.options.name, "path": str(wav.resolve())}
-        self._outgoing.append((self._topic("events"), encode_event(event, record)))
+            if wav.is_file():  # the audio stays on this host: say where
+                where = {"worker": self.options.name, "path": str(wav.resolve())}
+                event = dataclasses.replace(event, record={**event.record, "recording_on_worker": where})
+        self._outgoing.append((self._topic("events"), encode_event(event)))
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         while True:
@@ -273,10 +284,3 @@ class BusWorker:
             topic, payload = self._outgoing[0]
             await client.publish(topic, payload, qos=1)  # returns once the broker has it
             self._outgoing.popleft()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

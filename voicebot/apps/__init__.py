@@ -1,0 +1,1 @@
+"""Application entry points: the processes that wire parts of several packages together."""

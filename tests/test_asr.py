@@ -43,8 +43,7 @@ PITCH = IntentMatcher(
     ],
     "en",
 )
-EN_ANSWERS = ["yes i am interested", "no thanks", "call me back later", "not interested", "i am busy right now",
-              "remove me from your list"]
+EN_ANSWERS = ["yes i am interested", "no thanks", "call me back later", "not interested", "i am busy right now", "remove me from your list"]
 KO_VOCABULARY = ["네 좋아요", "아니요 관심 없어요", "나중에 다시 전화해 주세요", "네 관심 있어요"]
 KO_ANSWERS = ["네 좋아요", "아니요 관심 없어요", "나중에 다시 전화해 주세요"]
 

@@ -49,8 +49,12 @@ def test_frame_intervals_are_taken_inside_the_window_and_late_means_over_30_ms()
 
 
 def test_the_capacity_is_the_last_passing_step_before_any_failure() -> None:
-    steps = [{"calls": 25, "meets_target": True}, {"calls": 100, "meets_target": False},
-             {"calls": 50, "meets_target": True}, {"calls": 150, "meets_target": True}]
+    steps = [
+        {"calls": 25, "meets_target": True},
+        {"calls": 100, "meets_target": False},
+        {"calls": 50, "meets_target": True},
+        {"calls": 150, "meets_target": True},
+    ]
     assert highest_passing_step(steps) == 50  # 150 passing after 100 failed is luck, not capacity
     assert highest_passing_step([{"calls": 25, "meets_target": False}]) is None
     assert highest_passing_step([]) is None
@@ -115,7 +119,10 @@ def test_the_scenarios_and_dialplans_ship_in_the_package() -> None:
 def test_a_short_latency_run_prints_one_json_object(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "voicebot.cli", "bench", "latency", "--turns", "2", "--json", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=90, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)

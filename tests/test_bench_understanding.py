@@ -175,8 +175,13 @@ def test_rates_and_worst_examples_from_hand_made_rows() -> None:
     def row(typed: Decision, spoken: Decision, snr: float, text: str) -> Row:
         return Row("en-us", "pink", snr, Utterance("greeting", text, "yes"), typed, spoken, text, 2.0, AsrTime(0.2, 0.1))
 
-    rows = [row(YES, YES, 20, "a"), row(YES, DNC, 10, "b"), row(YES, DNC, 20, "c"), row(YES, NO_MATCH, 20, "d"),
-            row(YES, CONFIRM_DNC, 20, "e")]
+    rows = [
+        row(YES, YES, 20, "a"),
+        row(YES, DNC, 10, "b"),
+        row(YES, DNC, 20, "c"),
+        row(YES, NO_MATCH, 20, "d"),
+        row(YES, CONFIRM_DNC, 20, "e"),
+    ]
     r = rates(rows)
     assert (r["n"], r["agreement"], r["wrong_action"], r["no_match_rate"], r["confirmations"]) == (5, 0.2, 0.4, 0.2, 0.2)
     assert (r["asr_cpu_s_per_audio_s"], r["rtf"]) == (0.1, 0.05)
@@ -219,8 +224,11 @@ def test_the_test_file_is_checked_against_the_dialplan(tmp_path: Path, graph) ->
     good.write_text(SAMPLE, encoding="utf-8")
     assert [u.expect for u in load_utterances(good, graph)] == ["yes", "dnc", "none", "second_option", "yes"]
     bad = tmp_path / "bad.yaml"
-    bad.write_text('- {node: greeting, text: "x", expect: "maybe"}\n- {node: nowhere, text: "y", expect: "none"}\n'
-                   '- {node: goodbye_meeting, text: "z", expect: "none"}\n- {text: "w"}\n', encoding="utf-8")
+    bad.write_text(
+        '- {node: greeting, text: "x", expect: "maybe"}\n- {node: nowhere, text: "y", expect: "none"}\n'
+        '- {node: goodbye_meeting, text: "z", expect: "none"}\n- {text: "w"}\n',
+        encoding="utf-8",
+    )
     with pytest.raises(BenchError) as err:
         load_utterances(bad, graph)
     message = str(err.value)

@@ -92,9 +92,28 @@ def steered_run(sipp, tmp_path: Path):
     bus = _Bus(broker.port, "runner-test")
     db = tmp_path / "campaign.db"
     out = open(tmp_path / "run.out", "wb")  # noqa: SIM115 - the process owns it
-    run = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "run", str(dialplan), "--contacts", str(DATA / "contacts.csv"),
-                            "--db", str(db), "--broker", f"mqtt://127.0.0.1:{broker.port}", "--grace", "30"],
-                           cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "run",
+            str(dialplan),
+            "--contacts",
+            str(DATA / "contacts.csv"),
+            "--db",
+            str(db),
+            "--broker",
+            f"mqtt://127.0.0.1:{broker.port}",
+            "--grace",
+            "30",
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     out.close()
     try:
         yield run, bus, db, tmp_path / "run.out"

@@ -133,11 +133,27 @@ class _Cluster:
         assert ready.wait(10), "the test's MQTT watcher could not subscribe"
 
     def start_worker(self, name: str, calls: int = 4) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "voicebot.cli", "worker", str(self.dialplan), "--broker", self.url, "--name", name,
-               "--calls", str(calls), "--work-dir", str(self.tmp_path / name), "--grace", "20"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "worker",
+            str(self.dialplan),
+            "--broker",
+            self.url,
+            "--name",
+            name,
+            "--calls",
+            str(calls),
+            "--work-dir",
+            str(self.tmp_path / name),
+            "--grace",
+            "20",
+        ]
         log = open(self.tmp_path / f"{name}.out", "wb")  # noqa: SIM115 - the process owns it
-        proc = subprocess.Popen(cmd, cwd=self.tmp_path, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=self.tmp_path, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         self.workers[name] = proc
         return proc
@@ -154,11 +170,27 @@ class _Cluster:
         return (self.tmp_path / f"{name}.out").read_text(errors="replace")[-3000:]
 
     def start_manager(self, *extra: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "voicebot.cli", "run", str(self.dialplan), "--contacts", str(DATA / "contacts.csv"),
-               "--db", str(self.db), "--broker", self.url, "--workers", "remote", "--until-idle", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "run",
+            str(self.dialplan),
+            "--contacts",
+            str(DATA / "contacts.csv"),
+            "--db",
+            str(self.db),
+            "--broker",
+            self.url,
+            "--workers",
+            "remote",
+            "--until-idle",
+            *extra,
+        ]
         log = open(self.tmp_path / "manager.out", "wb")  # noqa: SIM115
-        self.manager = subprocess.Popen(cmd, cwd=self.tmp_path, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.manager = subprocess.Popen(
+            cmd, cwd=self.tmp_path, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return self.manager
 

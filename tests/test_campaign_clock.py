@@ -40,8 +40,9 @@ class FakeTrunk:
 
     workers = 1
 
-    def __init__(self, clock: FakeClock, plans: dict[str, list[tuple[str, float]]], capacity: int,
-                 next_due: Callable[[], float | None]) -> None:
+    def __init__(
+        self, clock: FakeClock, plans: dict[str, list[tuple[str, float]]], capacity: int, next_due: Callable[[], float | None]
+    ) -> None:
         self.clock = clock
         self.plans = {number: list(calls) for number, calls in plans.items()}
         self.capacity = self.concurrency = capacity
@@ -62,9 +63,20 @@ class FakeTrunk:
         answered = outcome not in ("busy", "no_answer")
         # an answered call's record comes on its Ended, as a worker sends it: no file is written anywhere
         record = {"path": ["greeting", outcome], "slots": {"number": number}, "transcript": []} if answered else None
-        ended = Ended(attempt_id, "answered" if answered else outcome, 200 if answered else {"busy": 486, "no_answer": 487}[outcome],
-                      "", 100, int(seconds * 1000) if answered else 0, outcome if answered else None, "remote", 0, 0, 0,
-                      record=record)
+        ended = Ended(
+            attempt_id,
+            "answered" if answered else outcome,
+            200 if answered else {"busy": 486, "no_answer": 487}[outcome],
+            "",
+            100,
+            int(seconds * 1000) if answered else 0,
+            outcome if answered else None,
+            "remote",
+            0,
+            0,
+            0,
+            record=record,
+        )
         self.dialled.append((self.clock(), number, attempt_id))
         heapq.heappush(self._ends, (self.clock() + seconds, next(self._order), ended))
         return 0
@@ -95,9 +107,9 @@ def _dialplan(tmp_path: Path) -> Path:
     text = (DATA / "campaign.yaml").read_text()
     text = text.replace(
         'calling_window: {start: "00:00", end: "24:00", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}',
-        'calling_window: {start: "09:00", end: "18:00", days: [mon, tue, wed, thu, fri], timezone: contact}')
-    text = text.replace("delays: {busy: 1s, no_answer: 1s, worker_lost: 1s, interrupted: 0s}",
-                        "delays: {busy: 10m, no_answer: 2h}")
+        'calling_window: {start: "09:00", end: "18:00", days: [mon, tue, wed, thu, fri], timezone: contact}',
+    )
+    text = text.replace("delays: {busy: 1s, no_answer: 1s, worker_lost: 1s, interrupted: 0s}", "delays: {busy: 10m, no_answer: 2h}")
     text = text.replace("  default_region: US\n", "  default_region: US\n  contacts: {dnc_file: dnc.txt}\n")
     assert "09:00" in text and "10m" in text and "dnc_file" in text, "the base dialplan changed: update this test"
     path = tmp_path / "clock.yaml"
@@ -184,7 +196,11 @@ def test_every_contact_ends_with_the_attempts_its_plan_and_policy_give(campaign)
     for row in run.store.export_rows():  # one row per attempt, in attempt order
         attempts.setdefault(row["phone"], []).append(row["outcome"])
     assert attempts == {
-        NY: ["busy", "busy", "busy"], MOSCOW: ["no_answer", "meeting_booked"], TOKYO: ["meeting_booked"], SF: ["customer_hangup"]}
+        NY: ["busy", "busy", "busy"],
+        MOSCOW: ["no_answer", "meeting_booked"],
+        TOKYO: ["meeting_booked"],
+        SF: ["customer_hangup"],
+    }
     assert run.store.summary()["dnc"] == 1
     assert all(not calls for calls in trunk.plans.values())  # every planned call was placed, none more
     ids = [attempt_id for _, _, attempt_id in trunk.dialled]

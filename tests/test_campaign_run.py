@@ -41,8 +41,9 @@ def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(
     db = tmp_path / "campaign.db"
 
     # first run: killed with SIGKILL once some calls have ended and others are up
-    first = subprocess.Popen(_run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        _run_cmd(dialplan, db), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -104,8 +105,9 @@ def test_a_killed_run_resumes_with_every_contact_attempted_exactly_as_it_should(
 
     # the export has one row per attempt
     export = tmp_path / "results.csv"
-    subprocess.run([sys.executable, "-m", "voicebot.cli", "export", str(db), "--csv", str(export)], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", "export", str(db), "--csv", str(export)], check=True, capture_output=True, timeout=60
+    )
     with export.open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(attempts)
@@ -119,8 +121,11 @@ def test_busy_numbers_are_retried_by_the_policy_until_max_attempts(sipp, tmp_pat
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     per_contact = query(db, "SELECT contact_id, COUNT(*), MIN(outcome), MAX(outcome) FROM attempts GROUP BY contact_id")
     assert len(per_contact) == 24 and all(row[1:] == (3, "busy", "busy") for row in per_contact), per_contact
-    gaps = query(db, """SELECT b.created_at - a.ended_at FROM attempts a JOIN attempts b
-                         ON a.contact_id = b.contact_id AND b.seq = a.seq + 1""")
+    gaps = query(
+        db,
+        """SELECT b.created_at - a.ended_at FROM attempts a JOIN attempts b
+                         ON a.contact_id = b.contact_id AND b.seq = a.seq + 1""",
+    )
     assert min(g for (g,) in gaps) >= 1.0  # never before the retry delay
     assert query(db, "SELECT sip_code, COUNT(*) FROM call_records GROUP BY sip_code") == [(486, 72)]
 
@@ -171,9 +176,14 @@ def test_outside_the_calling_window_nothing_is_dialled_and_contacts_wait_for_it(
     now = datetime.now(UTC)
     opens = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
     closes = opens + timedelta(hours=1)
-    text = (DATA / "campaign.yaml").read_text().replace(
-        'calling_window: {start: "00:00", end: "24:00", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}',
-        f'calling_window: {{start: "{opens:%H:%M}", end: "{closes:%H:%M}", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}}')
+    text = (
+        (DATA / "campaign.yaml")
+        .read_text()
+        .replace(
+            'calling_window: {start: "00:00", end: "24:00", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}',
+            f'calling_window: {{start: "{opens:%H:%M}", end: "{closes:%H:%M}", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}}',
+        )
+    )
     dialplan = tmp_path / "closed.yaml"
     dialplan.write_text(text)
     db = tmp_path / "closed.db"

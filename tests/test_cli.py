@@ -13,9 +13,7 @@ DEMO = ROOT / "dialplans" / "demo_en.yaml"
 
 
 def voicebot(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "voicebot.cli", *args], input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
+    return subprocess.run([sys.executable, "-m", "voicebot.cli", *args], input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def chat(lines: list[str], *extra: str) -> str:
@@ -109,7 +107,7 @@ def test_test_script_shows_where_a_conversation_diverged(tmp_path):
         f"dialplan: {DEMO}\n"
         "tests:\n"
         "  - name: expects a meeting but gets an objection\n"
-        "    turns: [\"yes\", \"we use a spreadsheet\", \"no thanks\"]\n"
+        '    turns: ["yes", "we use a spreadsheet", "no thanks"]\n'
         "    expect:\n"
         "      outcome: meeting_booked\n"
         "      path: [greeting, discovery, pitch, propose_meeting]\n"
@@ -127,18 +125,16 @@ def test_test_script_shows_where_a_conversation_diverged(tmp_path):
 def test_test_script_reports_turns_after_the_end(tmp_path):
     tests = tmp_path / "t.yaml"
     tests.write_text(
-        f"dialplan: {DEMO}\ntests:\n  - name: talks after hangup\n    turns: [\"wrong number\", \"hello?\"]\n    expect: {{outcome: wrong_number}}\n"
+        f'dialplan: {DEMO}\ntests:\n  - name: talks after hangup\n    turns: ["wrong number", "hello?"]\n    expect: {{outcome: wrong_number}}\n'
     )
     proc = voicebot("test-script", str(tests))
     assert proc.returncode == 1
-    assert "the call ended (wrong_number) after turn 1; turn 2 \"hello?\" and later were never heard" in proc.stdout
+    assert 'the call ended (wrong_number) after turn 1; turn 2 "hello?" and later were never heard' in proc.stdout
 
 
 def test_test_script_rejects_unknown_nodes_and_bad_turns(tmp_path):
     tests = tmp_path / "t.yaml"
-    tests.write_text(
-        f"dialplan: {DEMO}\ntests:\n  - name: x\n    turns: [{{silence: true, dtmf: '1'}}]\n    expect: {{path: [greting]}}\n"
-    )
+    tests.write_text(f"dialplan: {DEMO}\ntests:\n  - name: x\n    turns: [{{silence: true, dtmf: '1'}}]\n    expect: {{path: [greting]}}\n")
     proc = voicebot("test-script", str(tests))
     assert proc.returncode == 1
     assert f"{tests}:4:" in proc.stderr and "a turn is one of" in proc.stderr
@@ -150,7 +146,7 @@ def test_test_script_rejects_unknown_nodes_and_bad_turns(tmp_path):
 def test_test_script_show_prints_conversations_and_table():
     proc = voicebot("test-script", "--show", str(ROOT / "dialplans" / "tests" / "demo_en.yaml"))
     assert proc.returncode == 0
-    assert "customer: \"yes, go ahead\"" in proc.stdout
+    assert 'customer: "yes, go ahead"' in proc.stdout
     assert "Outcomes: demo-en-cloud-savings" in proc.stdout and "meeting_booked" in proc.stdout
 
 

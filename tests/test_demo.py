@@ -9,7 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 
 
-
 def test_one_customer_of_every_persona_gets_the_outcome_of_their_persona(tmp_path: Path, capsys) -> None:
     from voicebot.peers import demo
 
@@ -25,14 +24,20 @@ def test_one_customer_of_every_persona_gets_the_outcome_of_their_persona(tmp_pat
         writer.writerows(one_each.values())
     dialplan = tmp_path / "demo_en.yaml"
     # the demo's trunk and operator ports, moved so a running `make demo` does not collide
-    dialplan.write_text((ROOT / "dialplans" / "demo_en.yaml").read_text()
-                        .replace("127.0.0.1:5080", "127.0.0.1:5180").replace("127.0.0.1:5090", "127.0.0.1:5190"))
+    dialplan.write_text(
+        (ROOT / "dialplans" / "demo_en.yaml")
+        .read_text()
+        .replace("127.0.0.1:5080", "127.0.0.1:5180")
+        .replace("127.0.0.1:5090", "127.0.0.1:5190")
+    )
 
     with capsys.disabled():
         assert demo.main([str(dialplan), str(contacts), "--out", str(tmp_path / "run"), "--concurrency", "6"]) == 0
 
     with sqlite3.connect(tmp_path / "run" / "campaign.db") as db:
-        got = dict(db.execute("SELECT json_extract(c.fields, '$.persona'), a.outcome FROM attempts a JOIN contacts c ON c.id = a.contact_id"))
+        got = dict(
+            db.execute("SELECT json_extract(c.fields, '$.persona'), a.outcome FROM attempts a JOIN contacts c ON c.id = a.contact_id")
+        )
     assert set(got) == set(demo.PERSONAS)
     no_speech = {"busy", "no_answer", "invalid", "voicemail", "hangs_up"}
     for persona in no_speech:  # the PBX and the dialer alone decide these

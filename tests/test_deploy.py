@@ -83,8 +83,7 @@ def compose_config(env_file: Path, *args: str) -> subprocess.CompletedProcess:
     # An explicit env file, and none of its variables inherited: a developer's
     # own .env or shell must not make a broken file pass.
     clean = {k: v for k, v in os.environ.items() if k not in SAMPLE_ENV}
-    return run([str(compose_binary()), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", *args],
-               cwd=ROOT, env=clean)
+    return run([str(compose_binary()), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", *args], cwd=ROOT, env=clean)
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +134,9 @@ def test_only_what_users_need_is_published(compose):
     rtp = parse_conf(ASTERISK / "rtp.conf").section("general")
     start, end = int(rtp.get("rtpstart")), int(rtp.get("rtpend"))
     published = {(p["target"], p["protocol"]) for p in services["asterisk"]["ports"]}
-    assert published == {(5060, "udp")} | {(port, "udp") for port in range(start, end + 1)}, \
+    assert published == {(5060, "udp")} | {(port, "udp") for port in range(start, end + 1)}, (
         "Asterisk publishes SIP and exactly the RTP range of rtp.conf"
+    )
     for p in services["asterisk"]["ports"]:
         assert str(p["target"]) == str(p["published"]), "RTP and SIP ports are advertised in SDP/Contact as they are"
 
@@ -153,8 +153,9 @@ def test_voice_network_is_inside_asterisks_local_net(compose):
     subnet = ipaddress.ip_network(compose["networks"]["voice"]["ipam"]["config"][0]["subnet"])
     pjsip = rendered_pjsip()
     local_nets = [ipaddress.ip_network(v) for t in pjsip.all("transport") for v in t.get_all("local_net")]
-    assert any(subnet.subnet_of(net) for net in local_nets), \
+    assert any(subnet.subnet_of(net) for net in local_nets), (
         f"{subnet} is not in local_net {local_nets}: Asterisk would send the bot its public address"
+    )
 
 
 def test_voicebot_service_matches_the_dialplan_and_broker(compose):
@@ -194,7 +195,7 @@ def test_dockerfile_passes_hadolint():
 
 def test_dockerfile_runs_as_a_user_and_copies_only_what_dockerignore_lets_in():
     lines = [line.strip() for line in (DOCKER / "Dockerfile").read_text().splitlines()]
-    final = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")):]
+    final = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("0", "root"), "the image must not run as root"
     assert any(line.startswith("ENTRYPOINT") and "voicebot-entrypoint" in line for line in final)
@@ -209,11 +210,14 @@ def test_dockerfile_runs_as_a_user_and_copies_only_what_dockerignore_lets_in():
                 assert (ROOT / source).exists(), source
 
 
-@pytest.mark.parametrize("script,shell", [
-    (DOCKER / "voicebot-entrypoint.sh", "sh"),
-    (MOSQUITTO / "entrypoint.sh", "sh"),
-    (ASTERISK / "render-config.sh", "bash"),
-])
+@pytest.mark.parametrize(
+    "script,shell",
+    [
+        (DOCKER / "voicebot-entrypoint.sh", "sh"),
+        (MOSQUITTO / "entrypoint.sh", "sh"),
+        (ASTERISK / "render-config.sh", "bash"),
+    ],
+)
 def test_scripts_pass_shellcheck(script, shell):
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing: `make setup` installs it (apt)"
@@ -225,9 +229,13 @@ def test_voicebot_entrypoint_builds_the_run_command(tmp_path):
     fake = tmp_path / "voicebot"
     fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
     fake.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:{BIN}:/usr/bin:/bin", "VOICEBOT_DIALPLAN": "/etc/voicebot/dialplans/asterisk_en.yaml",
-           "VOICEBOT_CONTACTS": "/etc/voicebot/contacts/contacts.csv", "VOICEBOT_BROKER": "mqtt://voicebot@mosquitto:1883",
-           "VOICEBOT_RUN_ARGS": "--until-idle --grace 30"}
+    env = {
+        "PATH": f"{tmp_path}:{BIN}:/usr/bin:/bin",
+        "VOICEBOT_DIALPLAN": "/etc/voicebot/dialplans/asterisk_en.yaml",
+        "VOICEBOT_CONTACTS": "/etc/voicebot/contacts/contacts.csv",
+        "VOICEBOT_BROKER": "mqtt://voicebot@mosquitto:1883",
+        "VOICEBOT_RUN_ARGS": "--until-idle --grace 30",
+    }
     proc = run(["sh", str(DOCKER / "voicebot-entrypoint.sh")], env=env)
     assert proc.returncode == 0, proc.stderr
     args = proc.stdout.splitlines()
@@ -343,8 +351,22 @@ def rendered_pjsip() -> Conf:
     return parse_conf(ASTERISK / "pjsip.conf", render_template(ASTERISK / "pjsip.conf", SAMPLE_ENV))
 
 
-PJSIP_TYPES = {"global", "system", "transport", "endpoint", "aor", "auth", "identify", "registration",
-               "domain_alias", "acl", "contact", "outbound-publish", "resource_list", "inbound-publication"}
+PJSIP_TYPES = {
+    "global",
+    "system",
+    "transport",
+    "endpoint",
+    "aor",
+    "auth",
+    "identify",
+    "registration",
+    "domain_alias",
+    "acl",
+    "contact",
+    "outbound-publish",
+    "resource_list",
+    "inbound-publication",
+}
 
 
 def test_render_config_fills_every_secret_from_the_environment(tmp_path):
@@ -360,8 +382,7 @@ def test_render_config_fills_every_secret_from_the_environment(tmp_path):
         assert rendered == render_template(ASTERISK / name, SAMPLE_ENV).rstrip("\n") + "\n"
     assert f"password={SAMPLE_ENV['VOICEBOT_SIP_PASSWORD']}" in (tmp_path / "pjsip.conf").read_text()
 
-    for broken, message in [({"TRUNK_PASSWORD": ""}, "TRUNK_PASSWORD"),
-                            ({"TRUNK_PASSWORD": "abc;def"}, "TRUNK_PASSWORD must not contain")]:
+    for broken, message in [({"TRUNK_PASSWORD": ""}, "TRUNK_PASSWORD"), ({"TRUNK_PASSWORD": "abc;def"}, "TRUNK_PASSWORD must not contain")]:
         proc = run(["bash", str(ASTERISK / "render-config.sh"), "true"], env={**env, **broken})
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert "abc" not in proc.stderr, "a password is never printed"
@@ -375,10 +396,17 @@ def test_pjsip_sections_are_typed_and_references_resolve():
         assert type_ in PJSIP_TYPES, f"{s.where}: [{s.name}] has type={type_}"
         assert (type_, s.name) not in seen, f"{s.where}: a second [{s.name}] of type {type_}"
         seen.add((type_, s.name))
-    refs = {("endpoint", "auth"): "auth", ("endpoint", "outbound_auth"): "auth", ("endpoint", "aors"): "aor",
-            ("endpoint", "transport"): "transport", ("registration", "outbound_auth"): "auth",
-            ("registration", "endpoint"): "endpoint", ("registration", "transport"): "transport",
-            ("identify", "endpoint"): "endpoint", ("aor", "outbound_proxy"): None}
+    refs = {
+        ("endpoint", "auth"): "auth",
+        ("endpoint", "outbound_auth"): "auth",
+        ("endpoint", "aors"): "aor",
+        ("endpoint", "transport"): "transport",
+        ("registration", "outbound_auth"): "auth",
+        ("registration", "endpoint"): "endpoint",
+        ("registration", "transport"): "transport",
+        ("identify", "endpoint"): "endpoint",
+        ("aor", "outbound_proxy"): None,
+    }
     for s in pjsip.sections:
         for (type_, key), target in refs.items():
             if s.get("type") == type_ and target:
@@ -407,7 +435,9 @@ def test_bot_endpoint_matches_the_dialplan(compose):
     assert auth.get("password") == compose["services"]["voicebot"]["environment"][trunk.password_env]
     assert trunk.registrar is None, "the bot does not register (every worker would replace the others' contact)"
 
-    host, _, port = urlsplit(trunk.uri_template.replace("{number}", "x").replace("sip:", "sip://", 1)).netloc.partition("@")[2].partition(":")
+    host, _, port = (
+        urlsplit(trunk.uri_template.replace("{number}", "x").replace("sip:", "sip://", 1)).netloc.partition("@")[2].partition(":")
+    )
     assert host in compose["services"], f"the trunk's host {host} is not a compose service"
     transport = pjsip.typed("transport", endpoint.get("transport"))
     assert transport.get("protocol") == trunk.transport and transport.get("bind").endswith(":" + (port or "5060"))
@@ -547,15 +577,17 @@ def test_operator_uri_reaches_the_sales_queue(dialplan):
     fences = [s.args.split("=", 1)[1] for s in steps[:dial] if s.app == "Set" and s.args.startswith("TRANSFER_CONTEXT=")]
     assert fences, "TRANSFER_CONTEXT is set before Dial: the bot's REFER may only reach the queue"
     transfer_context = fences[-1]
-    assert not any(s.app == "Dial" for exts in contexts[transfer_context].values() for s in exts), \
+    assert not any(s.app == "Dial" for exts in contexts[transfer_context].values() for s in exts), (
         "the transfer context must not reach the trunk"
+    )
 
     queue_names = {s.name for s in queues().sections if s.name != "general"}
     for name, operator in plan.operators.items():
         exten = urlsplit(operator.uri.replace("sip:", "sip://", 1)).netloc.split("@")[0]
         host = operator.uri.split("@", 1)[1].split(":")[0].split(";")[0]
-        assert host == urlsplit(plan.campaign.trunk.uri_template.replace("sip:", "sip://", 1)).hostname, \
+        assert host == urlsplit(plan.campaign.trunk.uri_template.replace("sip:", "sip://", 1)).hostname, (
             f"operator {name} must be reached through the same Asterisk"
+        )
         # transfer: REFER to exten in TRANSFER_CONTEXT; bridge: an INVITE into the bot's context
         context = transfer_context if operator.mode == "transfer" else bot_context
         queue = follow_to_queue(contexts, includes, context, exten)
@@ -582,10 +614,15 @@ def test_queue_members_are_operator_endpoints_with_a_login_code(dialplan):
         member_endpoints.add(name)
         context = endpoint.get("context")
         for action in ("UnpauseQueueMember", "PauseQueueMember"):
-            codes = [ext for ext, steps in contexts[context].items()
-                     if any(s.app == action and s.args.startswith("sales,PJSIP/${CHANNEL(endpoint)}") for s in steps)]
+            codes = [
+                ext
+                for ext, steps in contexts[context].items()
+                if any(s.app == action and s.args.startswith("sales,PJSIP/${CHANNEL(endpoint)}") for s in steps)
+            ]
             assert codes, f"{name} (context {context}) has no code that runs {action}(sales, its own endpoint)"
-    operators = {e.name for e in pjsip.all("endpoint") if e.get("context") == pjsip.typed("endpoint", next(iter(member_endpoints))).get("context")}
+    operators = {
+        e.name for e in pjsip.all("endpoint") if e.get("context") == pjsip.typed("endpoint", next(iter(member_endpoints))).get("context")
+    }
     assert operators == member_endpoints, f"operator endpoints that are not queue members: {operators - member_endpoints}"
     assert sales.get("ringinuse") == "no"
     assert "paused" in sales.get_list("joinempty"), "nobody logged in: a caller must not wait in an empty queue"
@@ -615,8 +652,12 @@ def test_mosquitto_requires_a_login_and_the_entrypoint_creates_every_user(compos
     assert Path(conf["acl_file"][0]).parent == run_dir
     assert str(run_dir) in compose["services"]["mosquitto"]["tmpfs"], "the password file lives on a tmpfs"
 
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "MOSQUITTO_RUN_DIR": str(tmp_path), "MOSQUITTO_ENTRYPOINT": "true",
-           **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")}}
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/sbin",
+        "MOSQUITTO_RUN_DIR": str(tmp_path),
+        "MOSQUITTO_ENTRYPOINT": "true",
+        **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")},
+    }
     proc = run(["sh", str(MOSQUITTO / "entrypoint.sh")], env=env)
     assert proc.returncode == 0, proc.stderr
     passwd = (tmp_path / "passwd").read_text()
@@ -632,8 +673,12 @@ def test_mosquitto_config_runs_and_refuses_anonymous_clients(tmp_path):
 
     import paho.mqtt.client as mqtt
 
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "MOSQUITTO_RUN_DIR": str(tmp_path / "run"), "MOSQUITTO_ENTRYPOINT": "true",
-           **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")}}
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/sbin",
+        "MOSQUITTO_RUN_DIR": str(tmp_path / "run"),
+        "MOSQUITTO_ENTRYPOINT": "true",
+        **{k: v for k, v in SAMPLE_ENV.items() if "MQTT" in k and k.endswith("PASSWORD")},
+    }
     assert run(["sh", str(MOSQUITTO / "entrypoint.sh")], env=env).returncode == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -651,7 +696,9 @@ def test_mosquitto_config_runs_and_refuses_anonymous_clients(tmp_path):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode() if proc.poll() is not None else "no listener"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                proc.stdout.read().decode() if proc.poll() is not None else "no listener"
+            )
             time.sleep(0.05)
 
         def connect(user: str | None, password: str | None) -> int:

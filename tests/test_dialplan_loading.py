@@ -116,7 +116,7 @@ def test_loop_without_exit_is_no_way_out(tmp_path):
     # confirm → hello by 'next' and hello's routes never end: every path loops
     text = (DATA / "minimal.yaml").read_text()
     text = text.replace('"no": {say: "Alright.", hangup: not_interested}', '"no": ask_time')
-    text = text.replace("      say: \"See you {when}.\"\n      hangup: booked", "      say: \"See you {when}.\"\n      next: hello")
+    text = text.replace('      say: "See you {when}."\n      hangup: booked', '      say: "See you {when}."\n      next: hello')
     text = text.replace("      transfer: desk\n      on_transfer_fail: bye_unclear", "      next: hello")
     text = text.replace("  fallback: bye_unclear\n", "")
     path = tmp_path / "loop.yaml"
@@ -127,7 +127,11 @@ def test_loop_without_exit_is_no_way_out(tmp_path):
 
 
 def test_inline_password_is_refused(tmp_path):
-    path, text = mutate(tmp_path, '    uri_template: "sip:{number}@127.0.0.1:5080"', '    uri_template: "sip:{number}@127.0.0.1:5080"\n    password: hunter2')
+    path, text = mutate(
+        tmp_path,
+        '    uri_template: "sip:{number}@127.0.0.1:5080"',
+        '    uri_template: "sip:{number}@127.0.0.1:5080"\n    password: hunter2',
+    )
     _, problems = check_dialplan(path)
     assert any("environment variable" in p.message for p in problems)
     assert all("hunter2" not in str(p) for p in problems)
@@ -139,15 +143,15 @@ def test_inline_password_is_refused(tmp_path):
         ("transfer: desk", "transfer: dsk", "unknown-operator", "did you mean 'desk'"),
         ('"yes": ask_time', '"yse": ask_time', "unknown-intent", "did you mean 'yes'"),
         ("  start: hello", "  start: helo", "unknown-node", "did you mean 'hello'"),
-        ("    uri_template: \"sip:{number}@127.0.0.1:5080\"", "    uri_template: \"sip:127.0.0.1\"", "invalid-value", "{number}"),
+        ('    uri_template: "sip:{number}@127.0.0.1:5080"', '    uri_template: "sip:127.0.0.1"', "invalid-value", "{number}"),
         ("  fallback: bye_unclear", "  fallback: bye", "unknown-node", "unknown node 'bye'"),
         ('say: "See you {when}."', 'say: "See you {when."', "template-syntax", "unbalanced"),
         ("  name: minimal", "  name: minimal\n  retry: {delays: {bussy: 10m}}", "unknown-outcome", "did you mean 'busy'"),
         ("  name: minimal", "  name: minimal\n  retry: {delays: {busy: soon}}", "invalid-value", "not a duration"),
         ("  name: minimal", "  name: minimal\n  calling_window: {start: '9am'}", "invalid-value", "HH:MM"),
         ("  name: minimal", "  name: minimal\n  calling_window: {timezone: Mars/Olympus}", "invalid-value", "unknown time zone"),
-        ("        \"0\": handoff", "        \"x\": handoff", "invalid-value", "not a DTMF key"),
-        ('      hangup: booked', '      hangup: booked\n      next: hello', "invalid-value", "either listens"),
+        ('        "0": handoff', '        "x": handoff', "invalid-value", "not a DTMF key"),
+        ("      hangup: booked", "      hangup: booked\n      next: hello", "invalid-value", "either listens"),
     ],
 )
 def test_single_mistakes(tmp_path, old, new, code, fragment):

@@ -214,9 +214,12 @@ def test_transcript_has_both_sides(graph):
 
 
 def test_missing_required_contact_value_is_a_script_error(tmp_path):
-    text = (DATA / "minimal.yaml").read_text().replace(
-        "first_name: {required: false, default: there}", "first_name: {required: true}"
-    ).replace("{first_name|there}", "{first_name}")
+    text = (
+        (DATA / "minimal.yaml")
+        .read_text()
+        .replace("first_name: {required: false, default: there}", "first_name: {required: true}")
+        .replace("{first_name|there}", "{first_name}")
+    )
     path = tmp_path / "d.yaml"
     path.write_text(text)
     e = ScriptEngine(load_dialplan(path).graph, {})

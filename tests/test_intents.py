@@ -231,10 +231,13 @@ def test_russian_not_what_interests_us_is_not_interest(ru):
     assert intent(ru, "Это не то, что нас интересует") == "not_interested"
 
 
-@pytest.mark.parametrize("language, phrase, said", [
-    ("en", "this is someone else's phone", "Anna? No, this is Mark's phone."),
-    ("ru", "это чужой телефон", "Анна? Нет, это телефон Марка."),
-])
+@pytest.mark.parametrize(
+    "language, phrase, said",
+    [
+        ("en", "this is someone else's phone", "Anna? No, this is Mark's phone."),
+        ("ru", "это чужой телефон", "Анна? Нет, это телефон Марка."),
+    ],
+)
 def test_a_stranger_s_phone_is_a_wrong_number(language, phrase, said):
     m = IntentMatcher([IntentSpec("wrong_number", (phrase,), priority=4), IntentSpec("no", ("no", "нет"))], language, threshold=0.72)
     assert intent(m, said) == "wrong_number"
@@ -242,8 +245,9 @@ def test_a_stranger_s_phone_is_a_wrong_number(language, phrase, said):
     assert intent(m, own) != "wrong_number"
 
 
-@pytest.mark.parametrize("said", ["можете на почту скинуть?", "скиньте на почту", "киньте предложение на почту",
-                                  "вышлите на почту", "отправьте на почту"])
+@pytest.mark.parametrize(
+    "said", ["можете на почту скинуть?", "скиньте на почту", "киньте предложение на почту", "вышлите на почту", "отправьте на почту"]
+)
 def test_russian_send_verbs_in_any_form_are_one_word(said):
     m = IntentMatcher([IntentSpec("send_offer", ("пришлите на почту",)), IntentSpec("no", ("нет",))], "ru", threshold=0.72)
     assert intent(m, said) == "send_offer"
@@ -255,7 +259,9 @@ def test_a_phrase_s_one_content_word_in_a_longer_answer_is_not_the_phrase():
     assert intent(m, "once it's going to cost roughly") is None
 
 
-@pytest.mark.parametrize("heard, expected", [("actually know", "no"), ("Know, we're not interested.", "not_interested"),
-                                             ("I don't know", None), ("you know what, sure", "yes")])
+@pytest.mark.parametrize(
+    "heard, expected",
+    [("actually know", "no"), ("Know, we're not interested.", "not_interested"), ("I don't know", None), ("you know what, sure", "yes")],
+)
 def test_a_leading_know_is_the_recogniser_s_no(en, heard, expected):
     assert intent(en, heard) == expected

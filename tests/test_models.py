@@ -145,16 +145,27 @@ def write_manifest(path: Path, entries: list[dict]) -> Path:
 
 
 def vosk_entry(data: bytes = VOSK_ZIP, name: str = VOSK, **overrides) -> dict:
-    entry = {"name": name, "kind": "vosk", "language": "xx", "url": f"https://alphacephei.com/vosk/models/{name}.zip",
-             "size_bytes": len(data), "sha256": sha256(data)}
+    entry = {
+        "name": name,
+        "kind": "vosk",
+        "language": "xx",
+        "url": f"https://alphacephei.com/vosk/models/{name}.zip",
+        "size_bytes": len(data),
+        "sha256": sha256(data),
+    }
     return entry | overrides
 
 
 def piper_entry() -> dict:
-    return {"name": PIPER, "kind": "piper", "language": "xx", "files": [
-        {"url": f"{PIPER_BASE}/{PIPER}.onnx", "size_bytes": len(ONNX), "sha256": sha256(ONNX)},
-        {"url": f"{PIPER_BASE}/{PIPER}.onnx.json", "size_bytes": len(ONNX_JSON), "sha256": sha256(ONNX_JSON)},
-    ]}
+    return {
+        "name": PIPER,
+        "kind": "piper",
+        "language": "xx",
+        "files": [
+            {"url": f"{PIPER_BASE}/{PIPER}.onnx", "size_bytes": len(ONNX), "sha256": sha256(ONNX)},
+            {"url": f"{PIPER_BASE}/{PIPER}.onnx.json", "size_bytes": len(ONNX_JSON), "sha256": sha256(ONNX_JSON)},
+        ],
+    }
 
 
 @pytest.fixture
@@ -446,14 +457,18 @@ def test_pulling_a_bundled_model_downloads_nothing(tmp_path):
 
 def test_the_shipped_manifest_lists_the_models_users_need():
     entries = {e.name: e for e in load_manifest()}
-    for name in ["vosk-model-small-en-us-0.15", "vosk-model-en-us-0.22-lgraph", "vosk-model-small-ru-0.22",
-                 "vosk-model-ru-0.42", "vosk-model-small-ko-0.22"]:
+    for name in [
+        "vosk-model-small-en-us-0.15",
+        "vosk-model-en-us-0.22-lgraph",
+        "vosk-model-small-ru-0.22",
+        "vosk-model-ru-0.42",
+        "vosk-model-small-ko-0.22",
+    ]:
         assert entries[name].kind == "vosk"
         assert entries[name].url == f"https://alphacephei.com/vosk/models/{name}.zip"
     for name in ["en_US-joe-medium", "en_US-lessac-medium", "ru_RU-irina-medium", "ru_RU-denis-medium"]:
         lang_region, voice, quality = name.split("-")
-        base = (f"https://huggingface.co/rhasspy/piper-voices/resolve/v1.0.0/"
-                f"{lang_region[:2]}/{lang_region}/{voice}/{quality}/{name}")
+        base = f"https://huggingface.co/rhasspy/piper-voices/resolve/v1.0.0/{lang_region[:2]}/{lang_region}/{voice}/{quality}/{name}"
         assert entries[name].kind == "piper"
         assert [f.url for f in entries[name].files] == [base + ".onnx", base + ".onnx.json"]
     assert {e.language for e in entries.values()} >= {"en", "ru", "ko"}
@@ -532,8 +547,7 @@ def test_a_duplicate_name_is_reported_at_its_second_entry(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_manifest(path)
     assert "listed twice" in str(err.value)
-    assert err.value.problems[0].line == [i for i, line in enumerate(path.read_text().splitlines(), 1)
-                                          if f"name: {VOSK}" in line][1]
+    assert err.value.problems[0].line == [i for i, line in enumerate(path.read_text().splitlines(), 1) if f"name: {VOSK}" in line][1]
 
 
 # --- the command line -----------------------------------------------------------------------------

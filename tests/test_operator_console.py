@@ -14,10 +14,16 @@ from voicebot.bus.broker import EmbeddedBroker
 from voicebot.bus.schema import event_topic, make_event
 
 HANDOFF = {
-    "operator": "sales", "uri": "sip:600@pbx.local", "mode": "bridge", "warm": True, "node": "handoff_buying",
+    "operator": "sales",
+    "uri": "sip:600@pbx.local",
+    "mode": "bridge",
+    "warm": True,
+    "node": "handoff_buying",
     "contact": {"first_name": "Anna", "company": "Acme Logistics", "phone": "+12125550100"},
-    "transcript": [{"speaker": "bot", "text": "Hello Anna, do you have a minute?"},
-                   {"speaker": "customer", "text": "how much does it cost for forty trucks"}],
+    "transcript": [
+        {"speaker": "bot", "text": "Hello Anna, do you have a minute?"},
+        {"speaker": "customer", "text": "how much does it cost for forty trucks"},
+    ],
     "briefing": "Incoming call from Anna at Acme Logistics. They said: how much does it cost. Press 1 to take the call.",
 }
 
@@ -32,9 +38,22 @@ def test_the_console_shows_each_handoff_with_its_context_and_how_it_ended(tmp_pa
         out = tmp_path / "console.out"
         with open(out, "wb") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "voicebot.cli", "operator", "--broker", f"mqtt://127.0.0.1:{broker.port}",
-                 "--campaign", "demo", "--exit-after", "1"],
-                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "160"},
+                [
+                    sys.executable,
+                    "-m",
+                    "voicebot.cli",
+                    "operator",
+                    "--broker",
+                    f"mqtt://127.0.0.1:{broker.port}",
+                    "--campaign",
+                    "demo",
+                    "--exit-after",
+                    "1",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "COLUMNS": "160"},
             )
         try:
             deadline = time.monotonic() + 30
@@ -54,7 +73,15 @@ def test_the_console_shows_each_handoff_with_its_context_and_how_it_ended(tmp_pa
     text = out.read_text()
     assert "not a voicebot event" in text  # the garbage was reported, and the console went on
     assert "Boris" not in text  # another campaign's handoff
-    for expected in ("Incoming call: Anna", "Acme Logistics", "+12125550100", "customer: how much does it cost for forty trucks",
-                     "bot: Hello Anna, do you have a minute?", "handoff_buying", "bridge to sales", "Press 1 to take the call",
-                     "c1-a2: call ended, handoff bridged, outcome handoff"):
+    for expected in (
+        "Incoming call: Anna",
+        "Acme Logistics",
+        "+12125550100",
+        "customer: how much does it cost for forty trucks",
+        "bot: Hello Anna, do you have a minute?",
+        "handoff_buying",
+        "bridge to sales",
+        "Press 1 to take the call",
+        "c1-a2: call ended, handoff bridged, outcome handoff",
+    ):
         assert expected in text, f"{expected!r} not in the console's output:\n{text}"

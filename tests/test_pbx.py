@@ -22,9 +22,10 @@ def test_the_router_answers_busy_and_unknown_numbers_and_forwards_the_rest(tmp_p
     voice = tmp_path / "voice.wav"
     write_wav(voice, tone(300, 2.0) + bytes(16000 * 5), 8000)
     accounts = (Account("+12125550100"), Account("+12125550102", answer=False))
-    with BaresipPeer("pbx", tmp_path / "peers", voice, accounts=accounts) as peer, SipRouter(
-        ("127.0.0.1", peer.sip_port), routes={"+12125550100", "+12125550102"}, busy={"+12125550101"}
-    ) as router:
+    with (
+        BaresipPeer("pbx", tmp_path / "peers", voice, accounts=accounts) as peer,
+        SipRouter(("127.0.0.1", peer.sip_port), routes={"+12125550100", "+12125550102"}, busy={"+12125550101"}) as router,
+    ):
         trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{router.port}")
         w = WorkerProcess(WorkerSettings(trunk, playback_sessions(tone(), tmp_path, 2000), ring_timeout_s=3))
         try:

@@ -117,7 +117,9 @@ def test_barge_in_stops_the_prompt_and_the_script_hears_it(prompt_dir, no_models
 
 def test_backchannel_pauses_and_the_prompt_resumes(prompt_dir, no_models, espeak):
     session = real_session(DEMO, prompt_dir, no_models)
-    rep, sim = simulate_call(session, [CustomerAudio(espeak("uh-huh"), 1500, "prompt"), CustomerAudio(espeak("take me off your list"), 500)], max_ms=90_000)
+    rep, sim = simulate_call(
+        session, [CustomerAudio(espeak("uh-huh"), 1500, "prompt"), CustomerAudio(espeak("take me off your list"), 500)], max_ms=90_000
+    )
     kinds = [i.kind for i in interrupts(session)]
     assert kinds[:2] == ["pause", "resume"], interrupts(session)
     greeting = heard(session, "greeting")[0]
@@ -148,8 +150,23 @@ def test_simulate_command_prints_turn_timings(tmp_path, prompt_dir, piper_voice)
         write_wav(answers / f"{i:02d}.wav", b"".join(piper_voice(text, seed=i)), 8000)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "voicebot.cli", "simulate", str(DEMO), "--audio", str(answers), "--out", str(out), "--cache", str(prompt_dir)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "simulate",
+            str(DEMO),
+            "--audio",
+            str(answers),
+            "--out",
+            str(out),
+            "--cache",
+            str(prompt_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         env={**os.environ, "COLUMNS": "200"},  # rich wraps the table's headers to fit a narrower terminal
     )
     assert proc.returncode == 0, proc.stderr
@@ -179,10 +196,19 @@ def piper_voice(tmp_path_factory):
 # with a "yes", which the simulator plays only if the bot asks (a confirmation adds no node to the path).
 CONVERSATIONS = [
     # (voice, answers, expected path, outcome)
-    ("espeak", ["yes sure", "we keep them in a spreadsheet", "yes", "tuesday", "yes", "yes"],
-     ["greeting", "discovery", "pitch", "propose_meeting", "confirm_meeting", "goodbye_meeting"], "meeting_booked"),
+    (
+        "espeak",
+        ["yes sure", "we keep them in a spreadsheet", "yes", "tuesday", "yes", "yes"],
+        ["greeting", "discovery", "pitch", "propose_meeting", "confirm_meeting", "goodbye_meeting"],
+        "meeting_booked",
+    ),
     ("piper", ["i am busy right now", "tomorrow at three"], ["greeting", "ask_callback", "confirm_callback"], "callback"),
-    ("espeak", ["we already have a solution", "no", "yes"], ["greeting", "objection_already_have", "goodbye_not_interested"], "not_interested"),
+    (
+        "espeak",
+        ["we already have a solution", "no", "yes"],
+        ["greeting", "objection_already_have", "goodbye_not_interested"],
+        "not_interested",
+    ),
     ("piper", ["how much does it cost"], ["greeting", "handoff_buying"], "handoff"),
     ("espeak", ["take me off your list", "yes"], ["greeting", "dnc_goodbye"], "dnc"),
     ("piper", ["just send me an email", "email is enough", "yes"], ["greeting", "objection_send_offer", "goodbye_send_offer"], "send_info"),
@@ -190,7 +216,9 @@ CONVERSATIONS = [
 
 
 @pytest.mark.parametrize("voice,answers,path,outcome", CONVERSATIONS, ids=lambda v: v if isinstance(v, str) else None)
-def test_telephone_answers_drive_the_demo_through_the_default_recognisers(voice, answers, path, outcome, prompt_dir, no_models, espeak, piper_voice):
+def test_telephone_answers_drive_the_demo_through_the_default_recognisers(
+    voice, answers, path, outcome, prompt_dir, no_models, espeak, piper_voice
+):
     speak = espeak if voice == "espeak" else piper_voice
     session = real_session(DEMO, prompt_dir, no_models)
     turns = [CustomerAudio(speak(text, seed=i), 400, name=text) for i, text in enumerate(answers)]

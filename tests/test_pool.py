@@ -50,12 +50,15 @@ def test_the_token_bucket_spaces_takes_by_its_rate_and_allows_its_burst() -> Non
     assert [burst.take(10.0) for _ in range(3)] == [0.0, 0.0, pytest.approx(0.1)]
 
 
-@pytest.mark.parametrize(("kept", "operator_legs", "customers"), [
-    (0, 0, 4),  # no bridging: every call is a customer's
-    (1, 0, 3),  # one call kept for the next operator leg
-    (1, 1, 2),  # a bridge up: its operator leg, and one still kept
-    (1, 2, 2),  # two bridges: both customers are with operators, nobody left to ask
-])
+@pytest.mark.parametrize(
+    ("kept", "operator_legs", "customers"),
+    [
+        (0, 0, 4),  # no bridging: every call is a customer's
+        (1, 0, 3),  # one call kept for the next operator leg
+        (1, 1, 2),  # a bridge up: its operator leg, and one still kept
+        (1, 2, 2),  # two bridges: both customers are with operators, nobody left to ask
+    ],
+)
 def test_customer_capacity_keeps_a_call_for_the_next_operator_leg(kept: int, operator_legs: int, customers: int) -> None:
     assert customer_capacity(4, kept, operator_legs) == customers
     if customers > operator_legs:  # someone may still ask: their operator leg must fit
@@ -193,7 +196,9 @@ def test_a_killed_worker_loses_exactly_its_calls_and_is_replaced(share_models, s
     assert set(p.pids()) == {replacement} | (set(placed.values()) - {victim})
     assert victim_pid not in p.pids().values()
     with capsys.disabled():
-        print(f"  SIGKILL → worker_lost records: {detected_s * 1000:.0f} ms; SIGKILL → replacement Ready: {ready.received_at - killed_at:.2f} s")
+        print(
+            f"  SIGKILL → worker_lost records: {detected_s * 1000:.0f} ms; SIGKILL → replacement Ready: {ready.received_at - killed_at:.2f} s"
+        )
     after = {p.dial("b0", "100"), p.dial("b1", "100")}
     assert replacement in after
     ended = _ended(_until_all_end(p, {"b0", "b1"}))
@@ -343,7 +348,9 @@ def test_calls_set_up_and_torn_down_at_40_a_second_leave_no_callback_error_and_n
     """
     proc = subprocess.run(
         [sys.executable, "-m", "voicebot.cli", "bench", "cps", "--duration", "10", "--json", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)

@@ -65,8 +65,19 @@ def test_summary_counts_every_attempt_and_conversion(data):
 def test_outcomes_are_counted_most_frequent_first(data):
     counts = dict(outcome_counts(data))
     assert counts == {
-        "meeting_booked": 5, "not_interested": 5, "busy": 3, "callback": 2, "customer_hangup": 2, "no_answer": 2, "unclear": 2,
-        "dnc": 1, "handoff": 1, "invalid_number": 1, "send_info": 1, "voicemail": 1, "wrong_number": 1,
+        "meeting_booked": 5,
+        "not_interested": 5,
+        "busy": 3,
+        "callback": 2,
+        "customer_hangup": 2,
+        "no_answer": 2,
+        "unclear": 2,
+        "dnc": 1,
+        "handoff": 1,
+        "invalid_number": 1,
+        "send_info": 1,
+        "voicemail": 1,
+        "wrong_number": 1,
     }
     assert outcome_counts(data)[0] == ("meeting_booked", 5)
 
@@ -177,7 +188,9 @@ def test_without_the_dialplan_the_script_comes_from_the_calls(data):
 
 
 def test_call_view_transcript_in_time_order_with_what_the_engine_made_of_it(data):
-    call = next(c for c in data.calls if c.path[:1] == ("greeting",) and "is this about the invoice" in str(c.transcript) and "discovery" in c.path)
+    call = next(
+        c for c in data.calls if c.path[:1] == ("greeting",) and "is this about the invoice" in str(c.transcript) and "discovery" in c.path
+    )
     view = call_view(call)
     times = [line.at_ms for line in view.lines]
     assert times == sorted(times) and times[0] == 0

@@ -31,10 +31,18 @@ def _chromium(tmp_path: Path, *args: str) -> tuple[str, list[str]]:
     assert exe, "chromium is not installed (Debian chromium; `make setup` installs it)"
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
     cmd = [
-        exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-        f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
         # let the page's scripts and plotly's deferred drawing finish before the dump or screenshot
-        "--virtual-time-budget=15000", *args,
+        "--virtual-time-budget=15000",
+        *args,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -44,13 +44,23 @@ def test_html_is_one_self_contained_file_with_plotly_inlined_once(outputs):
     assert not re.search(r"<link[^>]+href=\"http", page)
     for chart in CHARTS:
         assert f'id="{chart}"' in page
-    assert 'dataset.chartsExpected = 6' in page
+    assert "dataset.chartsExpected = 6" in page
 
 
 def test_html_has_the_tables_managers_read(outputs):
     page = outputs[0].read_text(encoding="utf-8")
-    for heading in ("Summary", "Outcomes", "By tag", "By hour of day", "Script", "Nodes", "Nodes never reached",
-                    "Objections", "Answers no intent matched", "Calls"):
+    for heading in (
+        "Summary",
+        "Outcomes",
+        "By tag",
+        "By hour of day",
+        "Script",
+        "Nodes",
+        "Nodes never reached",
+        "Objections",
+        "Answers no intent matched",
+        "Calls",
+    ):
         assert f">{heading}</h" in page
     assert "is this about the invoice" in page
     assert "Every node was reached." in page
@@ -122,8 +132,10 @@ def test_bad_input_gets_a_clear_error(db, tmp_path, capsys):
 
 
 def test_options_change_goals_and_hours(db, tmp_path, capsys):
-    assert main(["report", str(db), "--goal", "meeting_booked", "--goal", "send_info", "--timezone", "Europe/Berlin",
-                 "--csv", str(tmp_path)]) == 0
+    assert (
+        main(["report", str(db), "--goal", "meeting_booked", "--goal", "send_info", "--timezone", "Europe/Berlin", "--csv", str(tmp_path)])
+        == 0
+    )
     summary = {r["metric"]: r["value"] for r in _rows(tmp_path / "summary.csv")}
     assert summary["goals"] == "6" and summary["goal_outcomes"] == "meeting_booked send_info"
     assert _rows(tmp_path / "by_hour.csv")[0]["key"] == "10:00"  # 09:00 UTC is 10:00 in Berlin in March

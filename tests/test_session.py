@@ -183,7 +183,9 @@ def test_voicemail_message_goes_out_after_the_beep(tmp_path):
     from voicebot.testing import speech_frames
 
     text = (ROOT / "dialplans" / "demo_en.yaml").read_text()
-    text = text.replace("operators:", 'voicemail:\n  message: "Hi {first_name|there}, this is Alex from Cloudline. We will call you back."\noperators:', 1)
+    text = text.replace(
+        "operators:", 'voicemail:\n  message: "Hi {first_name|there}, this is Alex from Cloudline. We will call you back."\noperators:', 1
+    )
     path = ROOT / "dialplans" / "demo_en.yaml"
     dp = tmp_path / "vm.yaml"
     dp.write_text(text)
@@ -216,8 +218,9 @@ def test_a_handoff_carries_the_context_holds_the_customer_and_falls_back_on_fail
 
     graph = _bridge_graph(tmp_path)
     prompts = FakePrompts()
-    session = CallSession(graph, FakeAsr(["how much does it cost"]), prompts, {"first_name": "Anna", "company": "Acme"},
-                          detector=FakeVoice())
+    session = CallSession(
+        graph, FakeAsr(["how much does it cost"]), prompts, {"first_name": "Anna", "company": "Acme"}, detector=FakeVoice()
+    )
     timeline = Timeline(NARROWBAND, [CustomerLine("how much does it cost", ms=1000)])
     timeline.transfer_ok, timeline.operator_delay_ms = ok, 12_000
     timeline.run(session)
@@ -272,8 +275,7 @@ def test_script_progress_is_handed_out_as_it_happens_once(graph):
     """What the worker publishes live: nodes and decisions since the last take, each exactly once."""
     lines = [CustomerLine(t, ms=1000) for t in ("yes sure", "we use a spreadsheet", "yes", "tuesday", "yes")]
     asr = FakeAsr([line.text for line in lines])
-    session = CallSession(graph, asr, FakePrompts(), {"first_name": "Anna"}, SessionSettings.from_dialplan(graph),
-                          detector=FakeVoice())
+    session = CallSession(graph, asr, FakePrompts(), {"first_name": "Anna"}, SessionSettings.from_dialplan(graph), detector=FakeVoice())
     taken: list[tuple[int, list[str], list[dict]]] = []
     on_inbound = session.on_inbound
 
@@ -291,4 +293,3 @@ def test_script_progress_is_handed_out_as_it_happens_once(graph):
     assert turns[0]["node"] == "greeting" and turns[0]["result"] in ("intent", "global")
     assert len(taken) >= 5 and taken[0][0] < taken[-1][0] - 5000  # one take per answer, during the call
     assert not session.progress_due and session.take_progress() == ([], [])
-

@@ -36,7 +36,6 @@ DEMO = ROOT / "dialplans" / "demo_en.yaml"
 CONTACT = {"first_name": "Anna", "company": "Northwind Traders"}
 
 
-
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("prompts")
@@ -71,8 +70,13 @@ def bot_pool(dialplan: Path, prompts: Path, uri_port: int, calls: Path, concurre
     assert set(codes.values()) == {0}, codes
 
 
-def until_ended(pool: WorkerPool, attempt_ids: Iterable[str], timeout_s: float, poll_s: float = 1.0,
-                each_turn: Callable[[list, dict], None] | None = None) -> tuple[dict, list]:
+def until_ended(
+    pool: WorkerPool,
+    attempt_ids: Iterable[str],
+    timeout_s: float,
+    poll_s: float = 1.0,
+    each_turn: Callable[[list, dict], None] | None = None,
+) -> tuple[dict, list]:
     """The pool's events until each of these calls ended: ({attempt id: Ended or DialFailed}, every event).
     ``each_turn(events, ended)`` runs after every wait, for a test to look at the pool while calls are up."""
     wanted, events, ended = set(attempt_ids), [], {}
@@ -144,12 +148,18 @@ def test_whole_sales_conversations_over_sip_four_at_once_on_one_worker(baresip, 
         # the answers said while the bot's call was up (one that went astray ends early); 8 kHz, 2 bytes a sample
         # only the answers this call took: a confirmation asked in the rehearsal may not be asked here
         taken = len(records[a]["turns"])
-        lost[a] = [round(at - locate(heard, answer)[0], 2) for at, answer in list(zip(sent_at, said))[:taken]
-                   if at * 16000 + len(answer) <= len(heard)]
+        lost[a] = [
+            round(at - locate(heard, answer)[0], 2)
+            for at, answer in list(zip(sent_at, said))[:taken]
+            if at * 16000 + len(answer) <= len(heard)
+        ]
     with capsys.disabled():
         for a, record in records.items():
-            print(f"\n  {a} over SIP: {[(t['node'], t['text']) for t in record['turns']]}; 200 OK → greeting "
-                  f"{ended[a].first_sound_out_ms} ms; customer audio not yet heard at each answer: {lost[a]} s", end="")
+            print(
+                f"\n  {a} over SIP: {[(t['node'], t['text']) for t in record['turns']]}; 200 OK → greeting "
+                f"{ended[a].first_sound_out_ms} ms; customer audio not yet heard at each answer: {lost[a]} s",
+                end="",
+            )
         print()
     # Loading the n-gram model mid-call lost 1.35 s a call here (and 3.7 s before its search was made cheaper).
     # Usually nothing is lost now; one run in five lost 0.5 s on all four calls at once while a prompt played
@@ -227,8 +237,10 @@ def test_a_blind_transfer_connects_the_customer_to_the_operator(baresip, prompts
     at, score = locate(read_wav(at_operator.heard)[0], question)
     back_at, back_score = locate(read_wav(anna_calls[1].heard)[0], greeting)
     with capsys.disabled():
-        print(f"  the operator heard the customer's question at {at:.1f} s (match {score:.2f}); "
-              f"the customer heard the operator at {back_at:.1f} s (match {back_score:.2f})")
+        print(
+            f"  the operator heard the customer's question at {at:.1f} s (match {score:.2f}); "
+            f"the customer heard the operator at {back_at:.1f} s (match {back_score:.2f})"
+        )
     assert score > 0.8 and back_score > 0.8
 
 
@@ -288,9 +300,11 @@ def test_a_warm_bridge_briefs_the_operator_then_joins_the_legs(baresip, prompts,
     op_score = chunks_found(anna_heard, b"".join(operator_greeting), 0.9)
     op_at = heard_at(anna_heard, b"".join(operator_greeting))
     with capsys.disabled():
-        print(f"\n  briefing: {handoff.context['briefing']!r}\n  operator heard the briefing at {briefing_at:.1f} s ({briefing_score:.2f}), "
-              f"the customer at {customer_at:.1f} s ({customer_score:.2f}); the customer heard hold at {hold_at:.1f} s "
-              f"({hold_score:.2f}), the operator at {op_at:.1f} s ({op_score:.2f})")
+        print(
+            f"\n  briefing: {handoff.context['briefing']!r}\n  operator heard the briefing at {briefing_at:.1f} s ({briefing_score:.2f}), "
+            f"the customer at {customer_at:.1f} s ({customer_score:.2f}); the customer heard hold at {hold_at:.1f} s "
+            f"({hold_score:.2f}), the operator at {op_at:.1f} s ({op_score:.2f})"
+        )
     assert briefing_score > 0.8 and customer_score > 0.8 and hold_score > 0.8 and op_score > 0.8
     assert briefing_at + len(briefing) / 16000 <= customer_at  # the briefing came before the customer's voice
     assert hold_at < op_at
@@ -325,6 +339,7 @@ def test_an_operator_who_declines_or_never_accepts_sends_the_call_back(key, bare
     track = rehearse(dialplan, prompts, ["how much does it cost"], tail_ms=25000)
     anna = baresip("anna", track.write(tmp_path / "anna.wav", NARROWBAND.rate_hz))
     if key is not None:
+
         def press() -> None:
             operator.wait_for_recording(seconds=2.0, timeout_s=60.0)
             operator.command("sndcode", key)
@@ -380,8 +395,10 @@ def test_bridges_always_find_a_call_for_the_operator_leg(baresip, prompts, tmp_p
             pool.next_event(0.2)
         free_after = pool.free_slots
     with capsys.disabled():
-        print(f"\n  two bridges on one worker: {[e.handoff for e in ended.values()]}; free slots while both were up: "
-              f"{least_free} (a third customer refused: {refused}); afterwards {free_after}")
+        print(
+            f"\n  two bridges on one worker: {[e.handoff for e in ended.values()]}; free slots while both were up: "
+            f"{least_free} (a third customer refused: {refused}); afterwards {free_after}"
+        )
     assert all(isinstance(e, Ended) and e.handoff == "bridged" for e in ended.values()), ended
     assert least_free == 0 and refused is True  # bridges up: 2 customers at most, and both are here
     assert free_after == 3

@@ -73,8 +73,7 @@ def test_number(text, language, expected):
 @pytest.mark.parametrize(
     ("text", "language", "expected"),
     [
-        *[(w, "en", "yes") for w in ("yes", "yeah", "yep", "sure", "correct", "right", "of course",
-                                     "absolutely", "okay", "ok")],
+        *[(w, "en", "yes") for w in ("yes", "yeah", "yep", "sure", "correct", "right", "of course", "absolutely", "okay", "ok")],
         *[(w, "en", "no") for w in ("no", "nope", "not really", "nah")],
         *[(w, "ru", "yes") for w in ("да", "ага", "конечно", "верно", "правильно", "хорошо")],
         *[(w, "ru", "no") for w in ("нет", "не надо", "неа")],

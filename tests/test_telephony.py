@@ -226,8 +226,11 @@ def test_the_greeting_starts_right_after_the_answer(sipp, tmp_path: Path, capsys
     from voicebot.telephony.worker import WorkerProcess, WorkerSettings
 
     demo = tmp_path / "demo.yaml"
-    demo.write_text((Path(__file__).parent.parent / "dialplans" / "demo_en.yaml").read_text().replace(
-        "  ring_timeout_s: 30s", "  ring_timeout_s: 30s\n  record_calls: true"))
+    demo.write_text(
+        (Path(__file__).parent.parent / "dialplans" / "demo_en.yaml")
+        .read_text()
+        .replace("  ring_timeout_s: 30s", "  ring_timeout_s: 30s\n  record_calls: true")
+    )
     contact = {"first_name": "Anna", "company": "Northwind Traders"}
     graph = load_dialplan(demo).graph
     greeting = ScriptEngine(graph, contact).start()[0].text
@@ -272,7 +275,9 @@ def test_inbound_calls_are_declined(worker) -> None:
         s.bind(("127.0.0.1", 0))
         s.settimeout(5)
         me = f"127.0.0.1:{s.getsockname()[1]}"
-        body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        body = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
         invite = (
             f"INVITE sip:bot@{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinbound1;rport\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=in1\r\nTo: <sip:bot@{host}>\r\n"
@@ -301,13 +306,34 @@ def test_registration_with_digest_auth(monkeypatch, tmp_path: Path, password: st
 
     port = free_port()
     registrar = subprocess.Popen(
-        ["sipp", "-sf", str(SCENARIOS / "uas_register.xml"), "-i", "127.0.0.1", "-p", str(port), "-nostdin",
-         "-timeout", "15s", "-t", "u1", "-m", "1"],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / "uas_register.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-nostdin",
+            "-timeout",
+            "15s",
+            "-t",
+            "u1",
+            "-m",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     monkeypatch.setenv("VOICEBOT_TEST_TRUNK_PASSWORD", password)  # the spawned worker inherits it
-    trunk = Trunk(uri_template=f"sip:{{number}}@127.0.0.1:{port}", registrar=f"sip:127.0.0.1:{port}",
-                  username="bot", password_env="VOICEBOT_TEST_TRUNK_PASSWORD")
+    trunk = Trunk(
+        uri_template=f"sip:{{number}}@127.0.0.1:{port}",
+        registrar=f"sip:127.0.0.1:{port}",
+        username="bot",
+        password_env="VOICEBOT_TEST_TRUNK_PASSWORD",
+    )
     w = WorkerProcess(WorkerSettings(trunk, playback_sessions(tone())))
     try:
         w.start(timeout_s=15)

@@ -57,9 +57,25 @@ def _assert_audio_both_ways(peer: BaresipPeer, tmp_path: Path, voice: bytes, min
 def test_a_call_over_tls(tmp_path: Path) -> None:
     cert = tmp_path / "peer.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(cert), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(cert),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     wav, voice = _customer_voice(tmp_path)
     with BaresipPeer("tls", tmp_path / "peers", wav, tls_certificate=cert) as peer:

@@ -260,11 +260,15 @@ script:
     cache = PromptCache(tmp_path / "cache", counting)
     report = prerender(graph, cache, 8000, [{"first_name": "Ann"}, {"phone": "+15550100"}])
 
-    assert sorted(counting.texts) == sorted([
-        "Sorry, I didn't catch that.", "Are you still there?",  # the script defaults
-        "Ann, gold it is. When shall we talk?", "Ann, silver it is. When shall we talk?",
-        "Talk to you soon.",  # before the slot is captured, the template's default
-    ])
+    assert sorted(counting.texts) == sorted(
+        [
+            "Sorry, I didn't catch that.",
+            "Are you still there?",  # the script defaults
+            "Ann, gold it is. When shall we talk?",
+            "Ann, silver it is. When shall we talk?",
+            "Talk to you soon.",  # before the slot is captured, the template's default
+        ]
+    )
     assert len(cache.get_wav(tmp_path / "hello.wav", 8000)) == AudioFormat(8000).nbytes(500)
     assert report.synthesized == 6 and cache.stats.hits == 1  # the recording was converted once, by prerender
     assert [p.where for p in report.midcall] == ["nodes.bye.say"]

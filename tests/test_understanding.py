@@ -182,10 +182,22 @@ def test_typed_paraphrases_reach_their_outcome(language, graph, graph_ru):
 
 
 NEGATIONS = {
-    "en": ["not interested", "no, I'm not interested in a meeting", "I don't want to talk to anyone",
-           "we don't need a call", "no thanks, I don't want to book anything", "I'm not interested in your prices"],
-    "ru": ["нет, не интересно", "не интересно", "не надо нам встречу", "не хочу ни с кем разговаривать",
-           "нет, не нужен нам звонок", "нам это не нужно"],
+    "en": [
+        "not interested",
+        "no, I'm not interested in a meeting",
+        "I don't want to talk to anyone",
+        "we don't need a call",
+        "no thanks, I don't want to book anything",
+        "I'm not interested in your prices",
+    ],
+    "ru": [
+        "нет, не интересно",
+        "не интересно",
+        "не надо нам встречу",
+        "не хочу ни с кем разговаривать",
+        "нет, не нужен нам звонок",
+        "нам это не нужно",
+    ],
 }
 
 
@@ -200,7 +212,10 @@ def test_a_negation_never_books_a_meeting_nor_hands_off(language, node, graph, g
         if engine.turns[-1].result == "confirm":
             actions = engine.handle(Heard("да" if language == "ru" else "yes", 1.0))
         reached = set(engine.path[1:])
-        assert not reached & {"propose_meeting", "confirm_meeting", "goodbye_meeting", "handoff_request", "handoff_buying"}, (text, engine.path)
+        assert not reached & {"propose_meeting", "confirm_meeting", "goodbye_meeting", "handoff_request", "handoff_buying"}, (
+            text,
+            engine.path,
+        )
         assert engine.outcome not in ("meeting_booked", "handoff") and not any(a.__class__.__name__ == "Transfer" for a in actions)
 
 
@@ -326,13 +341,15 @@ def test_a_spoken_paraphrase_outside_the_phrase_lists_is_a_reprompt_not_an_actio
 def test_a_spoken_answering_machine_saying_not_available_is_voicemail_not_not_interested(graph, english_two_pass):
     from voicebot.peers.customer import speak
 
-    greeting = (speak("Hi, this is Anna. I'm not available right now.", NARROWBAND, voice="en-us", snr_db=25.0)
-                + [NARROWBAND.silence()] * 33  # 0.66 s: long enough to end a turn, short of a human's pause
-                + speak("Please leave your name and number after the tone, and I will call you back.", NARROWBAND,
-                        voice="en-us", snr_db=25.0, seed=2))
+    greeting = (
+        speak("Hi, this is Anna. I'm not available right now.", NARROWBAND, voice="en-us", snr_db=25.0)
+        + [NARROWBAND.silence()] * 33  # 0.66 s: long enough to end a turn, short of a human's pause
+        + speak(
+            "Please leave your name and number after the tone, and I will call you back.", NARROWBAND, voice="en-us", snr_db=25.0, seed=2
+        )
+    )
     settings = SessionSettings.from_dialplan(graph)
-    session = CallSession(graph, english_two_pass.stream(NARROWBAND.rate_hz), FakePrompts(ms_per_char=10),
-                          {"first_name": "Anna"}, settings)
+    session = CallSession(graph, english_two_pass.stream(NARROWBAND.rate_hz), FakePrompts(ms_per_char=10), {"first_name": "Anna"}, settings)
     CallSimulator(NARROWBAND, [CustomerAudio(greeting, 0, "answer")]).run(session, max_ms=60_000)
     assert session.result_outcome == "voicemail"
     assert all(t.intent != "not_interested" for t in session.engine.turns) and session.engine.outcome != "not_interested"

@@ -56,13 +56,24 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="run a whole call without SIP: the customer's turns come from WAV files")
     sim.add_argument("dialplan", type=Path)
-    sim.add_argument("--audio", type=Path, required=True, help="a directory of WAVs, one per turn (name order; '@prompt+MS' in a name barges in MS after a prompt starts), or one WAV played from the answer")
+    sim.add_argument(
+        "--audio",
+        type=Path,
+        required=True,
+        help="a directory of WAVs, one per turn (name order; '@prompt+MS' in a name barges in MS after a prompt starts), or one WAV played from the answer",
+    )
     sim.add_argument("--out", type=Path, default=Path("simulation"), help="where call.wav (customer left, bot right) and call.json go")
     sim.add_argument("--contact", action="append", default=[], metavar="FIELD=VALUE")
     sim.add_argument("--cache", type=Path, default=None, help="prompt cache directory (default: ~/.cache/voicebot/prompts)")
     sim.add_argument("--models", type=Path, default=None, help="models directory (default: models/ or $VOICEBOT_MODELS_DIR)")
     sim.add_argument("--reaction-ms", type=int, default=400, help="customer's pause before answering")
-    sim.add_argument("--phone-line", type=float, default=None, metavar="SNR_DB", help="pass the customer's audio through a simulated phone line (8 kHz, μ-law, noise SNR_DB below the speech)")
+    sim.add_argument(
+        "--phone-line",
+        type=float,
+        default=None,
+        metavar="SNR_DB",
+        help="pass the customer's audio through a simulated phone line (8 kHz, μ-law, noise SNR_DB below the speech)",
+    )
     sim.add_argument("--max-s", type=int, default=300)
     sim.set_defaults(func=cmd_simulate)
 
@@ -91,8 +102,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         errors += n_err
         if loaded is not None:
             g = loaded.graph
-            print(f"{path}: ok ({len(g.nodes)} nodes, {sum(len(n.routes) for n in g.nodes.values())} intent routes"
-                  f"{f', {len(problems)} warning(s)' if problems else ''})")
+            print(
+                f"{path}: ok ({len(g.nodes)} nodes, {sum(len(n.routes) for n in g.nodes.values())} intent routes"
+                f"{f', {len(problems)} warning(s)' if problems else ''})"
+            )
         else:
             print(f"{path}: {n_err} error(s)")
     return 1 if errors else 0
@@ -210,8 +223,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cache = recipe.prompt_cache(loaded, args.cache or default_cache_dir(), mdir)
     # as a campaign does: every prompt known in advance is rendered before the call
     pre = prerender(loaded.graph, cache, fmt.rate_hz, [contact])
-    out.print(escape(f"prompts: {pre.rendered} ready ({pre.synthesized} synthesised in {pre.synthesis_s:.1f} s); "
-                     f"{len(pre.midcall)} may need synthesis mid-call"), style="dim")
+    out.print(
+        escape(
+            f"prompts: {pre.rendered} ready ({pre.synthesized} synthesised in {pre.synthesis_s:.1f} s); "
+            f"{len(pre.midcall)} may need synthesis mid-call"
+        ),
+        style="dim",
+    )
     for failure in pre.failures:
         out.print(escape(f"  {failure.where}: {failure.message}"), style="red")
     asr = recipe.asr_engine(loaded, mdir)

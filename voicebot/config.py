@@ -93,9 +93,7 @@ class Trunk(Frozen):
     @classmethod
     def _no_inline_password(cls, data: Any) -> Any:
         if isinstance(data, dict) and "password" in data:
-            raise ValueError(
-                "a password is never written in a dialplan: put it in an environment variable and name it with password_env"
-            )
+            raise ValueError("a password is never written in a dialplan: put it in an environment variable and name it with password_env")
         return data
 
     @field_validator("uri_template")
@@ -450,7 +448,7 @@ class Defaults(Frozen):
     # An answer that would end the call (its route hangs up, here or after nodes that do not listen)
     # is confirmed first when heard with less confidence than this, whether or not its intent says so.
     confirm_below: float = Field(0.6, ge=0, le=1)
-    confirm_say: Prompt = Prompt(text="Sorry, just to be sure: did you say \"{heard}\"?")
+    confirm_say: Prompt = Prompt(text='Sorry, just to be sure: did you say "{heard}"?')
     no_match_reprompt: Prompt = Prompt(text="Sorry, I didn't catch that.")
     no_input_reprompt: Prompt = Prompt(text="Are you still there?")
 
@@ -489,7 +487,9 @@ class Node(Frozen):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Node:
-        kinds = [k for k, on in (("listens", self.listens), ("next", self.next), ("hangup", self.hangup), ("transfer", self.transfer)) if on]
+        kinds = [
+            k for k, on in (("listens", self.listens), ("next", self.next), ("hangup", self.hangup), ("transfer", self.transfer)) if on
+        ]
         if len(kinds) > 1:
             raise ValueError(
                 f"a node either listens (intents/dtmf/capture), goes on (next), ends (hangup) or hands off (transfer); this one has {', '.join(kinds)}"

@@ -16,17 +16,18 @@ stop delay, how much of each prompt was heard) is recorded in ``log``.
 
 from __future__ import annotations
 
-import time
-from collections import deque
 import json
 import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from voicebot.audio.amd import AmdResult, AnsweringMachineDetector, BeepDetector
 from voicebot.audio.bargein import BargeInDetector, Interruption, backchannel_phrases, backchannel_words
-from voicebot.audio.endpoint import Endpointer, EndOfTurn
+from voicebot.audio.endpoint import EndOfTurn, Endpointer
 from voicebot.audio.frames import AudioFormat
 from voicebot.audio.playout import PlaybackFinished, PlaybackStarted, Playout
 from voicebot.audio.vad import SpeechSegmenter, SpeechStarted, SpeechStopped, VoiceDetector
@@ -191,8 +192,14 @@ class Handoff:
 
     def context(self) -> dict:
         return {
-            "operator": self.operator, "uri": self.uri, "mode": self.mode, "warm": self.warm, "node": self.node,
-            "contact": self.contact, "transcript": self.transcript, "briefing": self.briefing_text,
+            "operator": self.operator,
+            "uri": self.uri,
+            "mode": self.mode,
+            "warm": self.warm,
+            "node": self.node,
+            "contact": self.contact,
+            "transcript": self.transcript,
+            "briefing": self.briefing_text,
         }
 
 
@@ -390,7 +397,13 @@ class CallSession:
         text = render(op.briefing, values, f"operators.{t.operator}.briefing")
         bridge = t.mode == "bridge"
         handoff = Handoff(
-            t.operator, t.uri, t.mode, t.warm, op.accept_digit, op.timeout_s, t.node,
+            t.operator,
+            t.uri,
+            t.mode,
+            t.warm,
+            op.accept_digit,
+            op.timeout_s,
+            t.node,
             {k: str(v) for k, v in self.engine.values().items()},
             [{"speaker": who, "text": said_text} for who, said_text in res.transcript],
             text,
@@ -601,9 +614,11 @@ class CallSession:
                 pass  # nothing more was made out: the words held so far stand as they were
             else:
                 # a turn of nothing made out (a clipped "stop,") does not drag the words after it to 0 confidence
-                self._held_turn = _HeldTurn(f"{held.text} {text}" if held else text,
-                                            min(held.confidence, confidence) if held else confidence,
-                                            () if held else final.alternatives)
+                self._held_turn = _HeldTurn(
+                    f"{held.text} {text}" if held else text,
+                    min(held.confidence, confidence) if held else confidence,
+                    () if held else final.alternatives,
+                )
         else:
             self._execute(self.engine.handle(Heard(text, confidence, final.alternatives)), ts_ms)
         compute_ms = (time.perf_counter() - started) * 1000
@@ -758,6 +773,15 @@ class CallSession:
                 handoff.update(ok=self._handoff_result.ok, reason=self._handoff_result.reason)
         decisions = [asdict(t) for t in res.turns]
         return CallReport(
-            self.result_outcome, res.path, res.slots, duration_ms, turns, prompts, interruptions, events, transcript,
-            handoff, decisions,
+            self.result_outcome,
+            res.path,
+            res.slots,
+            duration_ms,
+            turns,
+            prompts,
+            interruptions,
+            events,
+            transcript,
+            handoff,
+            decisions,
         )

@@ -40,9 +40,7 @@ class CallSimulator:
     inbound: list[bytes] = field(default_factory=list)
     outbound: list[bytes] = field(default_factory=list)
 
-    def run(
-        self, session: CallSession, max_ms: int = 300_000, at: str | None = None, until: Callable[[], bool] | None = None
-    ) -> int:
+    def run(self, session: CallSession, max_ms: int = 300_000, at: str | None = None, until: Callable[[], bool] | None = None) -> int:
         """Tick until the session ends (or ``max_ms``, or ``until()`` turns true after a tick); returns the
         end time in ms. ``at``: start the conversation at this node instead of the script's start."""
         pending = list(self.turns)
@@ -136,5 +134,3 @@ def simulate_call(
     if out_dir is not None:
         write_outputs(sim, rep, out_dir, session.fmt.rate_hz)
     return rep, sim
-
-

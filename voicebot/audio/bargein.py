@@ -17,8 +17,27 @@ from collections.abc import Iterable
 from enum import Enum
 
 DEFAULT_BACKCHANNELS: dict[str, tuple[str, ...]] = {
-    "en": ("uh-huh", "uh huh", "mhm", "mm", "hmm", "hm", "um", "uh", "yeah", "yes", "yep", "yup", "ok", "okay",
-           "right", "sure", "i see", "got it", "alright"),
+    "en": (
+        "uh-huh",
+        "uh huh",
+        "mhm",
+        "mm",
+        "hmm",
+        "hm",
+        "um",
+        "uh",
+        "yeah",
+        "yes",
+        "yep",
+        "yup",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "i see",
+        "got it",
+        "alright",
+    ),
     "ru": ("ага", "угу", "ну", "да", "да-да", "так", "понятно", "хорошо", "мгм", "ясно", "м", "ммм", "ладно"),
     "ko": ("네", "예", "음", "응", "아"),
 }

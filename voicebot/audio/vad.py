@@ -25,7 +25,9 @@ class VoiceDetector:
     would return as line echo (a Geigel-style double-talk test).
     """
 
-    def __init__(self, fmt: AudioFormat, aggressiveness: int = 2, min_dbfs: float = -50.0, echo_margin_db: float = 12.0, echo_window_ms: int = 400) -> None:
+    def __init__(
+        self, fmt: AudioFormat, aggressiveness: int = 2, min_dbfs: float = -50.0, echo_margin_db: float = 12.0, echo_window_ms: int = 400
+    ) -> None:
         if fmt.frame_ms not in (10, 20, 30):
             raise ValueError("webrtcvad takes 10, 20 or 30 ms frames")
         self.fmt = fmt

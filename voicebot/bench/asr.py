@@ -19,8 +19,20 @@ from voicebot.audio.frames import NARROWBAND
 from voicebot.bench.common import machine, target
 from voicebot.bench.stats import summary
 
-ENGLISH = ("yes", "no", "yes sure", "not really", "tell me more", "what does it cost", "how much does it cost",
-           "i am busy", "call me tomorrow", "stop calling me", "talk to a person", "who is this")
+ENGLISH = (
+    "yes",
+    "no",
+    "yes sure",
+    "not really",
+    "tell me more",
+    "what does it cost",
+    "how much does it cost",
+    "i am busy",
+    "call me tomorrow",
+    "stop calling me",
+    "talk to a person",
+    "who is this",
+)
 KOREAN = ("네", "아니요", "네 좋아요", "좋아요", "관심 없어요", "아니요 관심 없어요", "나중에", "나중에 다시 전화해 주세요")
 CASES = (
     ("pocketsphinx", "en", ENGLISH, ("en-us", "en-gb", "en-us+f3")),
@@ -69,30 +81,44 @@ def run(opts: AsrOptions) -> dict:
                 rtfs.append(spent / seconds)
                 results.append({"voice": voice, "said": text, "heard": heard, "ok": _norm(heard) == _norm(text)})
         correct = sum(r["ok"] for r in results)
-        engines.append({
-            "engine": engine_name, "language": lang, "model": getattr(engine, "name", engine_name),
-            "voices": list(voices), "utterances": len(results), "correct": correct,
-            "accuracy": round(correct / len(results), 3) if results else None,
-            "rtf": round(decode_s / audio_s, 4) if audio_s else None, "rtf_per_utterance": summary(rtfs, (50, 95), 4),
-            "load_s": round(load_s, 2), "errors": [r for r in results if not r["ok"]],
-        })
+        engines.append(
+            {
+                "engine": engine_name,
+                "language": lang,
+                "model": getattr(engine, "name", engine_name),
+                "voices": list(voices),
+                "utterances": len(results),
+                "correct": correct,
+                "accuracy": round(correct / len(results), 3) if results else None,
+                "rtf": round(decode_s / audio_s, 4) if audio_s else None,
+                "rtf_per_utterance": summary(rtfs, (50, 95), 4),
+                "load_s": round(load_s, 2),
+                "errors": [r for r in results if not r["ok"]],
+            }
+        )
     measured = [e for e in engines if "accuracy" in e]
     worst = min((e["accuracy"] for e in measured), default=None)
     summary_line = "; ".join(
-        f"{e['engine']} {e['language']}: " + (f"accuracy {e['accuracy']:.0%}, RTF {e['rtf']}" if "accuracy" in e else f"skipped ({e['skipped']})")
+        f"{e['engine']} {e['language']}: "
+        + (f"accuracy {e['accuracy']:.0%}, RTF {e['rtf']}" if "accuracy" in e else f"skipped ({e['skipped']})")
         for e in engines
     )
     return {
         "benchmark": "asr",
         "machine": machine(),
-        "method": {"audio": f"espeak-ng voices, 8 kHz μ-law, white noise {SNR_DB:g} dB below the speech",
-                   "restriction": "vocabulary = the language's test utterances (Vosk grammar / PocketSphinx JSGF), as a listening node sets it",
-                   "accuracy": "exact utterance match (not intent accuracy: the matcher would forgive some slips)"},
+        "method": {
+            "audio": f"espeak-ng voices, 8 kHz μ-law, white noise {SNR_DB:g} dB below the speech",
+            "restriction": "vocabulary = the language's test utterances (Vosk grammar / PocketSphinx JSGF), as a listening node sets it",
+            "accuracy": "exact utterance match (not intent accuracy: the matcher would forgive some slips)",
+        },
         "engines": engines,
         "summary": summary_line,
         "targets": {
-            "understanding": target("≥ 95 % accuracy at 8 kHz μ-law with noise, several voices (DESIGN: intent accuracy)", worst,
-                                    None if worst is None else worst >= 0.95 if len(measured) == len(CASES) else None,
-                                    "exact-utterance accuracy, a lower bound on intent accuracy"),
+            "understanding": target(
+                "≥ 95 % accuracy at 8 kHz μ-law with noise, several voices (DESIGN: intent accuracy)",
+                worst,
+                None if worst is None else worst >= 0.95 if len(measured) == len(CASES) else None,
+                "exact-utterance accuracy, a lower bound on intent accuracy",
+            ),
         },
     }

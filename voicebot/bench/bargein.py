@@ -46,7 +46,9 @@ def onset_s(pcm: bytes, rate_hz: int = 8000, after_s: float = 0.0) -> float | No
     return after_s + float(loud[0]) / rate_hz if len(loud) else None
 
 
-def silent_from_s(pcm: bytes, start_s: float, rate_hz: int = 8000, quiet_ms: int = QUIET_MS, level_dbfs: float = QUIET_DBFS) -> float | None:
+def silent_from_s(
+    pcm: bytes, start_s: float, rate_hz: int = 8000, quiet_ms: int = QUIET_MS, level_dbfs: float = QUIET_DBFS
+) -> float | None:
     """The first time ≥ ``start_s`` from which ``quiet_ms`` of ``pcm`` stay below ``level_dbfs`` (10 ms windows)."""
     x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
     win = rate_hz // 100
@@ -70,8 +72,12 @@ def run(opts: BargeinOptions) -> dict:
     import shutil
 
     if shutil.which("baresip") is None:
-        return {"benchmark": "bargein", "machine": started_on, "skipped": "baresip is not installed (make setup installs baresip-core)",
-                "targets": {"bargein_p95": target(f"p95 ≤ {TARGET_P95_MS} ms", None, None, "not measured: no baresip")}}
+        return {
+            "benchmark": "bargein",
+            "machine": started_on,
+            "skipped": "baresip is not installed (make setup installs baresip-core)",
+            "targets": {"bargein_p95": target(f"p95 ≤ {TARGET_P95_MS} ms", None, None, "not measured: no baresip")},
+        }
     from voicebot.peers.baresip import Account, BaresipPeer
     from voicebot.peers.customer import speak
     from voicebot.telephony.pool import WorkerPool
@@ -138,10 +144,12 @@ def run(opts: BargeinOptions) -> dict:
     return {
         "benchmark": "bargein",
         "machine": machine(),
-        "method": {"customer": "baresip (auto-answer, sndfile recording), saying '" + WORDS + "' 2.0-4.7 s into a 12 s greeting",
-                   "onset": f"first sample above {LOUD} in what the customer sent",
-                   "bot_silent": f"first point after the onset where what the customer heard stays below {QUIET_DBFS:g} dBFS for {QUIET_MS} ms",
-                   "batch": opts.batch},
+        "method": {
+            "customer": "baresip (auto-answer, sndfile recording), saying '" + WORDS + "' 2.0-4.7 s into a 12 s greeting",
+            "onset": f"first sample above {LOUD} in what the customer sent",
+            "bot_silent": f"first point after the onset where what the customer heard stays below {QUIET_DBFS:g} dBFS for {QUIET_MS} ms",
+            "batch": opts.batch,
+        },
         "trials": done,
         "measured": len(delays),
         "unmeasurable": misses,
@@ -150,7 +158,10 @@ def run(opts: BargeinOptions) -> dict:
         "delays_ms": delays,
         "summary": f"bot silent p50 {s['p50']} / p95 {s['p95']} ms after the caller starts ({len(delays)} calls)",
         "targets": {
-            "bargein_p95": target(f"p95 ≤ {TARGET_P95_MS} ms, measured on the callee's recording", s["p95"],
-                                  None if s["p95"] is None else (s["p95"] <= TARGET_P95_MS if enough or s["p95"] > TARGET_P95_MS else None)),
+            "bargein_p95": target(
+                f"p95 ≤ {TARGET_P95_MS} ms, measured on the callee's recording",
+                s["p95"],
+                None if s["p95"] is None else (s["p95"] <= TARGET_P95_MS if enough or s["p95"] > TARGET_P95_MS else None),
+            ),
         },
     }

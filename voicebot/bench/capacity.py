@@ -76,13 +76,14 @@ def run(opts: CapacityOptions) -> dict:
         "method": {
             "customers": "sipp UAS (uas_speak.xml) streaming espeak-ng speech with 2.2 s pauses (8 kHz μ-law, looped)",
             "bot": "WorkerPool of forked media workers (K calls each) running BotSessions on voicebot/bench/data/bench_en.yaml "
-                   "(webrtcvad, barge-in, PocketSphinx with per-node grammar, espeak prompts pre-rendered)",
+            "(webrtcvad, barge-in, PocketSphinx with per-node grammar, espeak prompts pre-rendered)",
             "frame_interval": "gap between consecutive media-clock requests for a call's outbound frame (MediaPort.onFrameRequested "
-                              "→ session.next_outbound), pooled over calls in the window",
+            "→ session.next_outbound), pooled over calls in the window",
             "late_frame": f"an interval above {LATE_MS:g} ms (1.5 frames)",
-            "window_s": opts.step_s, "warmup_s": opts.warmup_s,
+            "window_s": opts.step_s,
+            "warmup_s": opts.warmup_s,
             "set_up": f"calls dialled evenly over {opts.stagger_s:g} s (one loop of the customers' speech), so they are "
-                      "at different points of their conversations, as paced campaign calls are",
+            "at different points of their conversations, as paced campaign calls are",
             "cpu_pct": "percent of one core (100 = one core busy); bot = media workers + model host",
         },
         "steps": steps,
@@ -93,13 +94,19 @@ def run(opts: CapacityOptions) -> dict:
         "targets": {
             "concurrent_calls": target(
                 f"≥ {TARGET_CALLS} calls with p99 frame interval ≤ {LATE_MS:g} ms and < 0.1 % late frames",
-                best, _calls_verdict(best, at_target),
+                best,
+                _calls_verdict(best, at_target),
                 "" if at_target is not None or (best is not None and best >= TARGET_CALLS) else f"no step of {TARGET_CALLS} calls was run",
             ),
-            "memory_per_worker": target("≤ 60 MB private memory per worker beyond shared model pages", mem_max,
-                                        None if mem_max is None else mem_max <= 60),
-            "cpu_per_call_speaking": target("≤ 0.5 % of a core per call while the bot speaks, no ASR decoding", None, None,
-                                            "not isolated: these steps run recognition too (see bot_pct_per_call)"),
+            "memory_per_worker": target(
+                "≤ 60 MB private memory per worker beyond shared model pages", mem_max, None if mem_max is None else mem_max <= 60
+            ),
+            "cpu_per_call_speaking": target(
+                "≤ 0.5 % of a core per call while the bot speaks, no ASR decoding",
+                None,
+                None,
+                "not isolated: these steps run recognition too (see bot_pct_per_call)",
+            ),
         },
     }
     return result
@@ -162,8 +169,12 @@ def _bot_step(n: int, bot, opts: CapacityOptions) -> dict:  # noqa: ANN001
         "answered": len(watch.answered),
         "set_up_in_time": set_up,
         "calls_up_during_window": up,
-        "failed": {"dial_failed": len(watch.dial_failed), "ended_before_hangup": sum(1 for e in watch.ended.values() if e.outcome != "answered"),
-                   "worker_lost": watch.worker_lost, "worker_exit_codes_nonzero": sum(1 for c in codes.values() if c not in (0, None))},
+        "failed": {
+            "dial_failed": len(watch.dial_failed),
+            "ended_before_hangup": sum(1 for e in watch.ended.values() if e.outcome != "answered"),
+            "worker_lost": watch.worker_lost,
+            "worker_exit_codes_nonzero": sum(1 for c in codes.values() if c not in (0, None)),
+        },
         "pool_start_s": round(pool_start_s, 2),
         "setup_s": round(setup_s, 2),
         "frames": {**frames.as_dict(), "meets": frames.meets()},
@@ -176,8 +187,11 @@ def _bot_step(n: int, bot, opts: CapacityOptions) -> dict:  # noqa: ANN001
         },
         "memory_per_worker": memory,
     }
-    print(f"  capacity {n} calls: p99 {frames.p99_ms} ms, late {frames.late_pct and round(frames.late_pct, 3)} %, "
-          f"bot CPU {step['cpu']['bot_pct']} %, up {up}", file=sys.stderr)
+    print(
+        f"  capacity {n} calls: p99 {frames.p99_ms} ms, late {frames.late_pct and round(frames.late_pct, 3)} %, "
+        f"bot CPU {step['cpu']['bot_pct']} %, up {up}",
+        file=sys.stderr,
+    )
     return step
 
 
@@ -190,8 +204,13 @@ def _floor_step(n: int, opts: CapacityOptions) -> dict:
     uas = Sipp("uas_speak", folder, args=["-d", "3600000"], rtp_ports=4 * n + 8).start()
     uac = None
     try:
-        uac = Sipp("uac_speak", folder, args=["-m", str(n), "-l", str(n), "-r", str(rate), "-trace_stat", "-fd", "1"],
-                   remote=f"127.0.0.1:{uas.port}", rtp_ports=4 * n + 8).start()
+        uac = Sipp(
+            "uac_speak",
+            folder,
+            args=["-m", str(n), "-l", str(n), "-r", str(rate), "-trace_stat", "-fd", "1"],
+            remote=f"127.0.0.1:{uas.port}",
+            rtp_ports=4 * n + 8,
+        ).start()
         time.sleep(n / rate + 1.0 + opts.warmup_s)
         cpu0 = procstat.cpu_seconds([uac.pid, uas.pid])
         t0 = time.monotonic()
@@ -207,7 +226,10 @@ def _floor_step(n: int, opts: CapacityOptions) -> dict:
     uas_pct = 100.0 * (cpu1.get(uas.pid, 0) - cpu0.get(uas.pid, 0)) / window
     calls = up if up else n
     return {
-        "calls": n, "calls_up": up, "uac_cpu_pct": round(uac_pct, 2), "uas_cpu_pct": round(uas_pct, 2),
+        "calls": n,
+        "calls_up": up,
+        "uac_cpu_pct": round(uac_pct, 2),
+        "uas_cpu_pct": round(uas_pct, 2),
         "uac_cpu_pct_per_call": round(uac_pct / calls, 4) if calls else None,
     }
 

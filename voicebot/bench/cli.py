@@ -17,21 +17,38 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="measure the performance targets on this machine (127.0.0.1, bounded time)")
     b.add_argument("name", choices=[*BENCHMARKS, "all"])
     b.add_argument("--json", action="store_true", help="print one JSON object on stdout (a short summary goes to stderr)")
-    b.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="cps: seconds of dialling (60); latency/bargein: a bound on the calls' time")
+    b.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="cps: seconds of dialling (60); latency/bargein: a bound on the calls' time",
+    )
     b.add_argument("--steps", type=_ints, default=None, metavar="N,N,...", help="capacity: concurrent calls per step (10,25,50,100,150)")
     b.add_argument("--step-seconds", type=float, default=None, metavar="S", help="capacity: measurement window per step (10)")
     b.add_argument("--no-floor", action="store_true", help="capacity: skip the sipp-to-sipp floor")
     b.add_argument("--rate", type=float, default=None, help="cps: attempts per second offered (40)")
     b.add_argument("--turns", type=int, default=None, help="latency: turns to measure (100)")
     b.add_argument("--trials", type=int, default=None, help="bargein: interruptions to measure (20)")
-    b.add_argument("--limit", type=_positive, default=None, metavar="N", help="understanding: N utterances, evenly spread over the file (all)")
+    b.add_argument(
+        "--limit", type=_positive, default=None, metavar="N", help="understanding: N utterances, evenly spread over the file (all)"
+    )
     b.add_argument("--snr", type=_floats, default=None, metavar="DB,DB,...", help="understanding: noise levels below the speech (20,15,10)")
     b.add_argument("--noises", type=_names, default=None, metavar="NAME,...", help="understanding: pink, babble or white (pink,babble)")
-    b.add_argument("--voices", type=_names, default=None, metavar="VOICE,...",
-                   help="understanding: espeak-ng voices or piper:NAME (piper:en_US-joe-medium,en-us,en-gb,en-us+f3)")
-    b.add_argument("--data", type=Path, default=None, metavar="FILE",
-                   help="understanding: test utterances, a YAML list of {node, text, expect} (tests/data/understanding/en_test.yaml)")
+    b.add_argument(
+        "--voices",
+        type=_names,
+        default=None,
+        metavar="VOICE,...",
+        help="understanding: espeak-ng voices or piper:NAME (piper:en_US-joe-medium,en-us,en-gb,en-us+f3)",
+    )
+    b.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="understanding: test utterances, a YAML list of {node, text, expect} (tests/data/understanding/en_test.yaml)",
+    )
     b.add_argument("--dialplan", type=Path, default=None, metavar="FILE", help="understanding: the dialplan (dialplans/demo_en.yaml)")
     b.add_argument("--engine", default=None, metavar="NAME", help="understanding: ASR engine instead of the dialplan's (e.g. pocketsphinx)")
     b.add_argument("--workdir", type=Path, default=None, help="keep the benchmark's files here (default: a temporary directory)")
@@ -84,10 +101,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for name in names:
             results[name] = _run_one(name, args, root / name)
             print(f"{name}: {_human(name, results[name])}", file=sys.stderr)
-    out = results[names[0]] if len(names) == 1 else {
-        "benchmark": "all", "seconds": round(time.monotonic() - started, 1), "results": results,
-        "targets": {f"{n}.{k}": v for n, r in results.items() for k, v in r.get("targets", {}).items()},
-    }
+    out = (
+        results[names[0]]
+        if len(names) == 1
+        else {
+            "benchmark": "all",
+            "seconds": round(time.monotonic() - started, 1),
+            "results": results,
+            "targets": {f"{n}.{k}": v for n, r in results.items() for k, v in r.get("targets", {}).items()},
+        }
+    )
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
@@ -141,5 +164,7 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> dict:
 def _human(name: str, r: dict) -> str:
     if r.get("skipped"):
         return f"skipped: {r['skipped']}"
-    met = ", ".join(f"{k} {'met' if v['met'] else 'not met' if v['met'] is False else 'not measured'}" for k, v in r.get("targets", {}).items())
+    met = ", ".join(
+        f"{k} {'met' if v['met'] else 'not met' if v['met'] is False else 'not measured'}" for k, v in r.get("targets", {}).items()
+    )
     return f"{r.get('summary', '')} ({met}) in {r.get('seconds')} s"

@@ -52,8 +52,19 @@ class Sipp:
         self.port = self.port or free_port()
         # rtp_stream takes each call's RTP port upwards from -mp: keep that range free
         media_port = free_port_range(self.rtp_ports) if self.rtp_ports else free_port()
-        cmd = ["sipp", "-sf", str(SCENARIOS / f"{self.scenario}.xml"), "-i", "127.0.0.1", "-p", str(self.port),
-               "-mp", str(media_port), "-nostdin", "-trace_err"]
+        cmd = [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / f"{self.scenario}.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-mp",
+            str(media_port),
+            "-nostdin",
+            "-trace_err",
+        ]
         cmd += list(self.args)
         if self.remote:
             cmd.append(self.remote)
@@ -133,8 +144,13 @@ def machine() -> dict:
     except metadata.PackageNotFoundError:
         pj = None
     return {
-        "cores": os.cpu_count(), "cpu_model": cpu, "ram_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(), "os": _os_name(), "python": platform.python_version(), "pjsua2": pj,
+        "cores": os.cpu_count(),
+        "cpu_model": cpu,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "python": platform.python_version(),
+        "pjsua2": pj,
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 

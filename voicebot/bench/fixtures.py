@@ -46,8 +46,9 @@ class SpeechTrack:
         return NARROWBAND.ms(len(self.pcm))
 
 
-def speech_track(phrases: tuple[str, ...] = PHRASES, pause_ms: int = 2200, lead_ms: int = 1500, voice: str = "en-us",
-                 snr_db: float | None = 25.0) -> SpeechTrack:
+def speech_track(
+    phrases: tuple[str, ...] = PHRASES, pause_ms: int = 2200, lead_ms: int = 1500, voice: str = "en-us", snr_db: float | None = 25.0
+) -> SpeechTrack:
     """The phrases one after another, each followed by ``pause_ms`` of line noise-free silence."""
     from voicebot.peers.customer import speak
 

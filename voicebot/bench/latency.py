@@ -74,8 +74,12 @@ def run(opts: LatencyOptions) -> dict:
     return {
         "benchmark": "latency",
         "machine": started_on,
-        "method": {"calls": calls, "talk_s": round(talk_s, 1), "customers": "sipp UAS streaming espeak-ng answers with 2.2 s pauses",
-                   "measured_by": "wall clock in the worker: the session call that decided end of turn → first reply frame handed to the bridge"},
+        "method": {
+            "calls": calls,
+            "talk_s": round(talk_s, 1),
+            "customers": "sipp UAS streaming espeak-ng answers with 2.2 s pauses",
+            "measured_by": "wall clock in the worker: the session call that decided end of turn → first reply frame handed to the bridge",
+        },
         "answered": len(watch.answered),
         "turns": len(decision),
         "endpointing_ms": summary([float(t["endpointing_ms"]) for t in turns], (50, 95)),
@@ -83,10 +87,15 @@ def run(opts: LatencyOptions) -> dict:
         "end_of_speech_to_first_bot_frame_ms": vv,
         "summary": f"turn latency p50 {lat['p50']} / p95 {lat['p95']} / p99 {lat['p99']} ms over {len(decision)} turns; voice to voice p50 {vv['p50']} ms",
         "targets": {
-            "turn_latency_p95": target(f"p95 ≤ {TARGET_P95_MS} ms over ≥ {opts.turns} turns", lat["p95"],
-                                       _verdict(lat["p95"], TARGET_P95_MS, enough), short),
-            "voice_to_voice_p50": target(f"p50 ≤ {TARGET_V2V_P50_MS} ms (caller's last voiced frame → first bot frame, endpointing included)",
-                                         vv["p50"], _verdict(vv["p50"], TARGET_V2V_P50_MS, enough), short),
+            "turn_latency_p95": target(
+                f"p95 ≤ {TARGET_P95_MS} ms over ≥ {opts.turns} turns", lat["p95"], _verdict(lat["p95"], TARGET_P95_MS, enough), short
+            ),
+            "voice_to_voice_p50": target(
+                f"p50 ≤ {TARGET_V2V_P50_MS} ms (caller's last voiced frame → first bot frame, endpointing included)",
+                vv["p50"],
+                _verdict(vv["p50"], TARGET_V2V_P50_MS, enough),
+                short,
+            ),
         },
     }
 

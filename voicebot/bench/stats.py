@@ -65,8 +65,12 @@ class FrameStats:
 
     def as_dict(self) -> dict:
         return {
-            "calls_measured": self.calls, "frames": self.frames, "interval_p50_ms": self.p50_ms,
-            "interval_p99_ms": self.p99_ms, "interval_max_ms": self.max_ms, "late_frames": self.late,
+            "calls_measured": self.calls,
+            "frames": self.frames,
+            "interval_p50_ms": self.p50_ms,
+            "interval_p99_ms": self.p99_ms,
+            "interval_max_ms": self.max_ms,
+            "late_frames": self.late,
             "late_pct": None if self.late_pct is None else round(self.late_pct, 4),
         }
 
@@ -82,8 +86,11 @@ def frame_stats(per_call_ticks: Iterable[Sequence[float]], start_s: float, end_s
             pooled.extend(iv)
     pooled.sort()
     return FrameStats(
-        calls, len(pooled),
-        _round(percentile(pooled, 50)), _round(percentile(pooled, 99)), _round(pooled[-1] if pooled else None),
+        calls,
+        len(pooled),
+        _round(percentile(pooled, 50)),
+        _round(percentile(pooled, 99)),
+        _round(pooled[-1] if pooled else None),
         late_frames(pooled),
     )
 

@@ -56,8 +56,13 @@ class TimedSession:
             if current is not None and current[1] <= self._inner.fmt.frame_ms:
                 self._decided = None
                 wire_ms = (now - decided[0]) * 1000.0
-                self._turns.append({"decision_to_first_frame_ms": round(wire_ms, 2), "endpointing_ms": decided[1],
-                                    "voice_to_voice_ms": round(decided[1] + wire_ms, 2)})
+                self._turns.append(
+                    {
+                        "decision_to_first_frame_ms": round(wire_ms, 2),
+                        "endpointing_ms": decided[1],
+                        "voice_to_voice_ms": round(decided[1] + wire_ms, 2),
+                    }
+                )
         return frame
 
     def on_inbound(self, frame: bytes, ts_ms: int) -> None:

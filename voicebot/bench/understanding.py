@@ -52,20 +52,34 @@ _SLOT_EXAMPLES = {"time": "tomorrow at ten", "number": "3", "digits": "1234", "y
 REACTION_MS = 400
 MAX_CALL_MS = 120_000  # virtual; a call stops at its first turn, long before
 WORST = 30
-DATA_NOTE = ("phrasings written independently of the dialplan's phrase lists (from the intents' meanings only) "
-             "and never tuned on")
+DATA_NOTE = "phrasings written independently of the dialplan's phrase lists (from the intents' meanings only) and never tuned on"
 # Babble: talkers unlike the test voices, reading sentences unrelated to the script (Harvard sentences).
 BABBLE = (
-    ("en-gb-scotland", "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
-                       "It is easy to tell the depth of a well. These days a chicken leg is a rare dish."),
-    ("en-us+m3", "Rice is often served in round bowls. The juice of lemons makes fine punch. "
-                 "The box was thrown beside the parked truck. The hogs were fed chopped corn and garbage."),
-    ("en-gb-x-rp+f2", "Four hours of steady work faced us. A large size in stockings is hard to sell. "
-                      "The boy was there when the sun rose. A rod is used to catch pink salmon."),
-    ("en-029+f4", "The source of the huge river is the clear spring. Kick the ball straight and follow through. "
-                  "Help the woman get back to her feet. A pot of tea helps to pass the evening."),
-    ("en-us-nyc+m5", "Smoky fires lack flame and heat. The soft cushion broke the man's fall. "
-                     "The salt breeze came across from the sea. The girl at the booth sold fifty bonds."),
+    (
+        "en-gb-scotland",
+        "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+        "It is easy to tell the depth of a well. These days a chicken leg is a rare dish.",
+    ),
+    (
+        "en-us+m3",
+        "Rice is often served in round bowls. The juice of lemons makes fine punch. "
+        "The box was thrown beside the parked truck. The hogs were fed chopped corn and garbage.",
+    ),
+    (
+        "en-gb-x-rp+f2",
+        "Four hours of steady work faced us. A large size in stockings is hard to sell. "
+        "The boy was there when the sun rose. A rod is used to catch pink salmon.",
+    ),
+    (
+        "en-029+f4",
+        "The source of the huge river is the clear spring. Kick the ball straight and follow through. "
+        "Help the woman get back to her feet. A pot of tea helps to pass the evening.",
+    ),
+    (
+        "en-us-nyc+m5",
+        "Smoky fires lack flame and heat. The soft cushion broke the man's fall. "
+        "The salt breeze came across from the sea. The girl at the booth sold fifty bonds.",
+    ),
 )
 
 ACTED, CONFIRM, REPROMPT = "acted", "confirm", "reprompt"
@@ -147,8 +161,9 @@ def find_file(given: Path | None, default: Path, what: str, flag: str) -> Path:
     for place in places:
         if place.is_file():
             return place
-    raise BenchError(f"no {what}: neither {places[0]} (beside the package) nor {places[1]} (the current directory) "
-                     f"exists; pass {flag} FILE")
+    raise BenchError(
+        f"no {what}: neither {places[0]} (beside the package) nor {places[1]} (the current directory) exists; pass {flag} FILE"
+    )
 
 
 def load_utterances(path: Path, graph) -> list[Utterance]:  # noqa: ANN001 - a ScriptGraph
@@ -303,8 +318,7 @@ class TimedStream:
                 self._spent.cpu_s += time.process_time() - cpu
                 self._spent.wall_s += time.perf_counter() - wall
             if keep and (result.text or result.alternatives):
-                self._spent.last = {"text": result.text, "confidence": result.confidence,
-                                    "hints": [list(a) for a in result.alternatives]}
+                self._spent.last = {"text": result.text, "confidence": result.confidence, "hints": [list(a) for a in result.alternatives]}
             return result
 
         return timed
@@ -395,9 +409,17 @@ class Row:
 
     def example(self) -> dict:
         u = self.utterance
-        return {"said": u.text, "heard": self.heard, "node": u.node, "typed": str(self.typed), "spoken": str(self.spoken),
-                "voice": self.voice, "noise": self.noise, "snr_db": self.snr_db,
-                "wrong_action": self.wrong_action}
+        return {
+            "said": u.text,
+            "heard": self.heard,
+            "node": u.node,
+            "typed": str(self.typed),
+            "spoken": str(self.spoken),
+            "voice": self.voice,
+            "noise": self.noise,
+            "snr_db": self.snr_db,
+            "wrong_action": self.wrong_action,
+        }
 
 
 def _share(count: int, n: int) -> float | None:
@@ -432,9 +454,11 @@ def _grouped(rows: Iterable[Row], key: Callable[[Row], str]) -> dict[str, list[R
 def by_snr(rows: Sequence[Row]) -> dict:
     out = {}
     for snr, group in _grouped(rows, lambda r: f"{r.snr_db:g}").items():
-        out[snr] = {**rates(group),
-                    "by_noise": {k: rates(g) for k, g in _grouped(group, lambda r: r.noise).items()},
-                    "by_voice": {k: rates(g) for k, g in _grouped(group, lambda r: r.voice).items()}}
+        out[snr] = {
+            **rates(group),
+            "by_noise": {k: rates(g) for k, g in _grouped(group, lambda r: r.noise).items()},
+            "by_voice": {k: rates(g) for k, g in _grouped(group, lambda r: r.voice).items()},
+        }
     return out
 
 
@@ -456,8 +480,12 @@ def worst(rows: Sequence[Row], limit: int = WORST) -> list[dict]:
 def targets(snrs: dict) -> dict:
     def at(snr: float, what: str, goal: str, ok: Callable[[float], bool]) -> dict:
         measured = snrs.get(f"{snr:g}", {}).get(what)
-        return target(goal, measured, None if measured is None else ok(measured),
-                      "" if measured is not None else f"{snr:g} dB was not measured (--snr)")
+        return target(
+            goal,
+            measured,
+            None if measured is None else ok(measured),
+            "" if measured is not None else f"{snr:g} dB was not measured (--snr)",
+        )
 
     return {
         "wrong_action_20db": at(20, "wrong_action", "≤ 3 % wrong actions at 20 dB SNR", lambda v: v <= 0.03),
@@ -510,34 +538,53 @@ def run(opts: UnderstandingOptions) -> dict:
     return {
         "benchmark": "understanding",
         "machine": machine(),
-        "data": {"path": str(data_path), "sha256": sha256_of(data_path), "note": DATA_NOTE,
-                 "utterances_in_file": len(in_file), "utterances_used": len(utterances),
-                 "selection": "all" if len(utterances) == len(in_file) else f"{len(utterances)} evenly spaced (--limit)"},
+        "data": {
+            "path": str(data_path),
+            "sha256": sha256_of(data_path),
+            "note": DATA_NOTE,
+            "utterances_in_file": len(in_file),
+            "utterances_used": len(utterances),
+            "selection": "all" if len(utterances) == len(in_file) else f"{len(utterances)} evenly spaced (--limit)",
+        },
         "dialplan": str(dialplan_path),
         "asr_engine": engine_name,
         "speech_load_s": round(load_s, 2),  # the recogniser and the prompts' TTS
-        "voices": list(opts.voices), "noises": list(opts.noises), "snrs_db": list(opts.snrs_db),
+        "voices": list(opts.voices),
+        "noises": list(opts.noises),
+        "snrs_db": list(opts.snrs_db),
         "method": {
             "typed": "a fresh ScriptEngine started at the node, handed the text (confidence 1.0)",
             "contact": contact,
-            "spoken": (f"the real CallSession on the simulator's virtual clock, started at the node, answer played "
-                       f"{REACTION_MS} ms after the question ends, until the engine records its first turn; "
-                       "answering-machine detection off"),
-            "audio": ("Piper and espeak-ng voices at 8 kHz; pink noise (1/f) or babble (5 espeak-ng talkers reading "
-                      "unrelated sentences) at the SNR below the speech's active-level RMS; G.711 μ-law"),
+            "spoken": (
+                f"the real CallSession on the simulator's virtual clock, started at the node, answer played "
+                f"{REACTION_MS} ms after the question ends, until the engine records its first turn; "
+                "answering-machine detection off"
+            ),
+            "audio": (
+                "Piper and espeak-ng voices at 8 kHz; pink noise (1/f) or babble (5 espeak-ng talkers reading "
+                "unrelated sentences) at the SNR below the speech's active-level RMS; G.711 μ-law"
+            ),
             "decision": "acted (intent, global, capture) | confirm | reprompt (no_match, low_confidence, no_input)",
-            "agreement": ("both reprompt, or both acted and went to the same node (\"no\" and \"no thanks\" may be two intents "
-                          "with one path; a time captured instead of \"the second option\" reaches the same node), or a "
-                          "confirmation of the intent the typed path acted on or confirmed"),
+            "agreement": (
+                'both reprompt, or both acted and went to the same node ("no" and "no thanks" may be two intents '
+                'with one path; a time captured instead of "the second option" reaches the same node), or a '
+                "confirmation of the intent the typed path acted on or confirmed"
+            ),
             "wrong_action": "spoken acted without confirming, and went to another node than the typed path",
             "no_match_rate": "spoken reprompted where typed acted or confirmed; every share is over all utterances of its slice",
-            "cpu": ("time.process_time() (CPU of the whole process, all threads) around the ASR stream's push, peek, flush, "
-                    "reset and set_vocabulary calls, per second of answer audio; rtf: wall time of the same calls per second"),
+            "cpu": (
+                "time.process_time() (CPU of the whole process, all threads) around the ASR stream's push, peek, flush, "
+                "reset and set_vocabulary calls, per second of answer audio; rtf: wall time of the same calls per second"
+            ),
         },
-        "typed": {"n": len(utterances), "accuracy": _share(len(typed_ok), len(utterances)),
-                  "note": "how often the typed path does what the file expects (\"none\": a reprompt); reported apart from agreement",
-                  "misses": [{"said": u.text, "node": u.node, "expect": u.expect, "typed": str(typed[u])}
-                             for u in utterances if u not in typed_ok][:WORST]},
+        "typed": {
+            "n": len(utterances),
+            "accuracy": _share(len(typed_ok), len(utterances)),
+            "note": 'how often the typed path does what the file expects ("none": a reprompt); reported apart from agreement',
+            "misses": [
+                {"said": u.text, "node": u.node, "expect": u.expect, "typed": str(typed[u])} for u in utterances if u not in typed_ok
+            ][:WORST],
+        },
         "overall": overall,
         "by_snr": snrs,
         "worst": worst(rows),
@@ -552,8 +599,12 @@ def _summary(snrs: dict, overall: dict, engine_name: str, typed_accuracy: float 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.0%}"
 
-    parts = [f"{snr} dB: agree {pct(r['agreement'])}, wrong {pct(r['wrong_action'])}, reprompt {pct(r['no_match_rate'])}"
-             for snr, r in snrs.items()]
+    parts = [
+        f"{snr} dB: agree {pct(r['agreement'])}, wrong {pct(r['wrong_action'])}, reprompt {pct(r['no_match_rate'])}"
+        for snr, r in snrs.items()
+    ]
     cpu = overall["asr_cpu_s_per_audio_s"]
-    return (f"{engine_name}: " + "; ".join(parts) + f"; typed accuracy {pct(typed_accuracy)}; "
-            f"ASR CPU {'-' if cpu is None or math.isnan(cpu) else f'{cpu:.3f}'} s per s of speech")
+    return (
+        f"{engine_name}: " + "; ".join(parts) + f"; typed accuracy {pct(typed_accuracy)}; "
+        f"ASR CPU {'-' if cpu is None or math.isnan(cpu) else f'{cpu:.3f}'} s per s of speech"
+    )

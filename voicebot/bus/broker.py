@@ -78,8 +78,9 @@ class BrokerSettings:
         password = env.get(PASSWORD_ENV) if username else None
         return cls(parts.hostname, port, username, password, tls, options.get("ca"), options.get("cert"), options.get("key"))
 
-    def client(self, identifier: str, *, will: aiomqtt.Will | None = None, clean_session: bool = True,
-               keepalive_s: int = 10) -> aiomqtt.Client:
+    def client(
+        self, identifier: str, *, will: aiomqtt.Will | None = None, clean_session: bool = True, keepalive_s: int = 10
+    ) -> aiomqtt.Client:
         """An aiomqtt client for this broker (MQTT 3.1.1, which every broker speaks)."""
         tls_context = None
         if self.tls:
@@ -87,9 +88,16 @@ class BrokerSettings:
             if self.cert_file:
                 tls_context.load_cert_chain(self.cert_file, self.key_file)
         return aiomqtt.Client(
-            hostname=self.host, port=self.port, username=self.username, password=self.password,
-            identifier=identifier, will=will, clean_session=clean_session, keepalive=keepalive_s,
-            tls_context=tls_context, timeout=5,
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            identifier=identifier,
+            will=will,
+            clean_session=clean_session,
+            keepalive=keepalive_s,
+            tls_context=tls_context,
+            timeout=5,
         )
 
     def __str__(self) -> str:
@@ -113,8 +121,9 @@ class BrokerLink:
         self.last_error = ""
         self._failures = 0
 
-    async def serve(self, identifier: str, serve: Callable[[aiomqtt.Client], Awaitable[None]], until: Callable[[], bool],
-                    **client_options: Any) -> None:
+    async def serve(
+        self, identifier: str, serve: Callable[[aiomqtt.Client], Awaitable[None]], until: Callable[[], bool], **client_options: Any
+    ) -> None:
         """``serve(client)`` on a connection; reconnect whenever it drops, until ``until()`` (checked when serve returns)."""
         while not until():
             try:
@@ -132,8 +141,12 @@ class BrokerLink:
         self.connected, self.since = False, None
 
 
-async def run_together(coroutines: list[Coroutine[Any, Any, None]], until: Callable[[], bool],
-                       every: Callable[[], None] | None = None, watch: tuple[asyncio.Task, ...] = ()) -> None:
+async def run_together(
+    coroutines: list[Coroutine[Any, Any, None]],
+    until: Callable[[], bool],
+    every: Callable[[], None] | None = None,
+    watch: tuple[asyncio.Task, ...] = (),
+) -> None:
     """Run ``coroutines`` side by side until ``until()``, calling ``every()`` each tenth of a second.
 
     The first of them (or of the ``watch`` tasks, which are not ours to cancel) to fail ends
@@ -191,8 +204,9 @@ class EmbeddedBroker:
             lines.append(f"persistence_location {self.workdir}/")
         conf.write_text("\n".join(lines) + "\n")
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - the process owns it
-        self._proc = subprocess.Popen([exe, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                      preexec_fn=_die_with_parent)
+        self._proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         log.close()
         if wait_listening(self._proc, self.port, timeout_s):
             return self

@@ -38,8 +38,10 @@ def handoff_panel(event: Event) -> Panel:
         said.append(f"{line.get('text', '')}\n")
     parts: list = [
         Text(f"{h.mode} to {h.operator or h.uri} ({h.uri}); the script reached node '{h.node}'", style="dim"),
-        Text("Contact", style="bold underline"), card,
-        Text("Conversation so far", style="bold underline"), said,
+        Text("Contact", style="bold underline"),
+        card,
+        Text("Conversation so far", style="bold underline"),
+        said,
     ]
     if h.briefing:
         parts += [Text("Briefing", style="bold underline"), Text(h.briefing)]
@@ -100,6 +102,8 @@ class OperatorConsole:
         elif event.type == "attempt.ended" and event.attempt_id in self._handed_over:
             self._handed_over.discard(event.attempt_id)
             how = event.data.get("handoff") or "not handed over"
-            self.console.print(f"{event.attempt_id}: call ended, handoff {how}, outcome {event.data.get('outcome')}",
-                               style="green" if how in ("transferred", "bridged") else "red", markup=False)
-
+            self.console.print(
+                f"{event.attempt_id}: call ended, handoff {how}, outcome {event.data.get('outcome')}",
+                style="green" if how in ("transferred", "bridged") else "red",
+                markup=False,
+            )

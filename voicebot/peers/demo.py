@@ -57,9 +57,13 @@ PERSONAS: dict[str, Persona] = {
     "human": Persona(("connect me to a manager",), "handoff"),
     "dnc": Persona(("take me off your list", "yes"), "dnc"),
     "hangs_up": Persona(expect="customer_hangup", hang_up_after_s=4.0),
-    "voicemail": Persona(expect="voicemail", recording=(
-        "Hi, you have reached the voicemail of Robert Miller at Contoso. "
-        "I cannot take your call right now. Please leave a message after the tone.")),
+    "voicemail": Persona(
+        expect="voicemail",
+        recording=(
+            "Hi, you have reached the voicemail of Robert Miller at Contoso. "
+            "I cannot take your call right now. Please leave a message after the tone."
+        ),
+    ),
     "busy": Persona(expect="busy", busy=True),
     "no_answer": Persona(expect="no_answer", answer_call=False),
     "invalid": Persona(expect="invalid_number", exists=False),
@@ -115,7 +119,9 @@ def customer_tracks(dialplan: Path, prompts: Path, folder: Path, contacts: dict[
 def _trunk_port(uri_template: str) -> int:
     m = re.search(r"@127\.0\.0\.1:(\d+)", uri_template)
     if m is None:
-        raise SystemExit(f"the demo PBX runs on 127.0.0.1: the trunk's uri_template must be sip:{{number}}@127.0.0.1:PORT (is {uri_template})")
+        raise SystemExit(
+            f"the demo PBX runs on 127.0.0.1: the trunk's uri_template must be sip:{{number}}@127.0.0.1:PORT (is {uri_template})"
+        )
     return int(m.group(1))
 
 
@@ -166,10 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     router = SipRouter(("127.0.0.1", operator_port), routes=routes, busy=busy, port=_trunk_port(campaign.trunk.uri_template))
     started = time.monotonic()
     with customers, router:
-        print(f"simulated PBX: router on 127.0.0.1:{router.port}, {len(accounts) - 1} customers and the operator "
-              f"({operator.uri if operator else ''}) on baresip 127.0.0.1:{customers.sip_port}", flush=True)
-        cmd = [sys.executable, "-m", "voicebot.cli", "run", str(args.dialplan), "--contacts", str(args.contacts),
-               "--db", str(db), "--until-idle", "--ignore-calling-window", "--concurrency", str(args.concurrency)]
+        print(
+            f"simulated PBX: router on 127.0.0.1:{router.port}, {len(accounts) - 1} customers and the operator "
+            f"({operator.uri if operator else ''}) on baresip 127.0.0.1:{customers.sip_port}",
+            flush=True,
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "run",
+            str(args.dialplan),
+            "--contacts",
+            str(args.contacts),
+            "--db",
+            str(db),
+            "--until-idle",
+            "--ignore-calling-window",
+            "--concurrency",
+            str(args.concurrency),
+        ]
         code = subprocess.call(cmd)
     if code != 0:
         return code

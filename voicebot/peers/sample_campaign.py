@@ -57,35 +57,72 @@ class Persona:
     transfer_ok: bool = True
 
 
-PERSONAS: dict[str, Persona] = {p.name: p for p in (
-    Persona("meeting", (say("yes"), say("we track it in a spreadsheet"), say("sure"), say("tuesday"), say("yes"))),
-    Persona("meeting_after_doubt", (say("yes"), say("we use the aws console"), say("hmm what exactly would they do"),
-                                    say("yes"), say("thursday"), say("yes"))),
-    Persona("meeting_after_objections", (say("yes"), say("i don't have time"), say("go on"), say("no"),
-                                         say("we already have a provider"), say("yes"), say("monday at eleven"), say("yes"))),
-    Persona("callback", (say("i'm driving"), say("tomorrow at three"))),
-    Persona("already_have", (say("we already have a solution"), say("no"))),
-    Persona("not_interested", (say("not interested"), say("not a priority right now"))),
-    Persona("send_offer", (say("send me an email"), say("just send it"))),
-    Persona("price", (say("how much does it cost"),)),
-    Persona("operator_busy", (say("can i talk to someone"),), transfer_ok=False),
-    Persona("silent", (SILENCE, SILENCE, SILENCE)),
-    Persona("confused", (say("my dog ate the router"), say("is this about the invoice"), say("is this about the invoice"))),
-    Persona("doubt_then_no", (say("is this about the invoice"), SILENCE, say("yes"), say("we track it in a spreadsheet"),
-                              say("what about security"), say("no thanks"), say("no"))),
-    Persona("who_then_no", (say("who is this"), say("yes"), say("we have a finops team"), say("what about security"),
-                            say("not interested"), say("maybe next year"))),
-    Persona("mumbles", (say("yes", confidence=0.2), say("yes"), say("we track it"), say("no"), say("okay fine"))),
-    Persona("keys_then_hangup", (CustomerTurn(dtmf="5"), say("yes"), say("we track it"), say("yes"),
-                                 say("neither works for me"), say("no"), HANGS_UP)),
-    Persona("dnc", (say("stop calling me"),)),
-    Persona("hangs_up", (HANGS_UP,)),
-    Persona("wrong_number", (say("wrong number"),)),
-    Persona("busy", sip_code=486, outcome="busy"),
-    Persona("no_answer", sip_code=480, outcome="no_answer"),
-    Persona("invalid", sip_code=404, outcome="invalid_number"),
-    Persona("voicemail", outcome="voicemail"),
-)}
+PERSONAS: dict[str, Persona] = {
+    p.name: p
+    for p in (
+        Persona("meeting", (say("yes"), say("we track it in a spreadsheet"), say("sure"), say("tuesday"), say("yes"))),
+        Persona(
+            "meeting_after_doubt",
+            (say("yes"), say("we use the aws console"), say("hmm what exactly would they do"), say("yes"), say("thursday"), say("yes")),
+        ),
+        Persona(
+            "meeting_after_objections",
+            (
+                say("yes"),
+                say("i don't have time"),
+                say("go on"),
+                say("no"),
+                say("we already have a provider"),
+                say("yes"),
+                say("monday at eleven"),
+                say("yes"),
+            ),
+        ),
+        Persona("callback", (say("i'm driving"), say("tomorrow at three"))),
+        Persona("already_have", (say("we already have a solution"), say("no"))),
+        Persona("not_interested", (say("not interested"), say("not a priority right now"))),
+        Persona("send_offer", (say("send me an email"), say("just send it"))),
+        Persona("price", (say("how much does it cost"),)),
+        Persona("operator_busy", (say("can i talk to someone"),), transfer_ok=False),
+        Persona("silent", (SILENCE, SILENCE, SILENCE)),
+        Persona("confused", (say("my dog ate the router"), say("is this about the invoice"), say("is this about the invoice"))),
+        Persona(
+            "doubt_then_no",
+            (
+                say("is this about the invoice"),
+                SILENCE,
+                say("yes"),
+                say("we track it in a spreadsheet"),
+                say("what about security"),
+                say("no thanks"),
+                say("no"),
+            ),
+        ),
+        Persona(
+            "who_then_no",
+            (
+                say("who is this"),
+                say("yes"),
+                say("we have a finops team"),
+                say("what about security"),
+                say("not interested"),
+                say("maybe next year"),
+            ),
+        ),
+        Persona("mumbles", (say("yes", confidence=0.2), say("yes"), say("we track it"), say("no"), say("okay fine"))),
+        Persona(
+            "keys_then_hangup",
+            (CustomerTurn(dtmf="5"), say("yes"), say("we track it"), say("yes"), say("neither works for me"), say("no"), HANGS_UP),
+        ),
+        Persona("dnc", (say("stop calling me"),)),
+        Persona("hangs_up", (HANGS_UP,)),
+        Persona("wrong_number", (say("wrong number"),)),
+        Persona("busy", sip_code=486, outcome="busy"),
+        Persona("no_answer", sip_code=480, outcome="no_answer"),
+        Persona("invalid", sip_code=404, outcome="invalid_number"),
+        Persona("voicemail", outcome="voicemail"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +160,7 @@ CONTACTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("Paul", "Wide World", ("cold",), ("invalid",)),
     ("Nora", "Wingtip", ("cold",), ("busy", "busy")),
     ("Hugo", "Datum", ("cold", "vip"), ("meeting",)),
-    ("Zoe", "Bellows", ("cold",), ())  # imported, not called yet
+    ("Zoe", "Bellows", ("cold",), ()),  # imported, not called yet
 )
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC).timestamp()  # a Monday
@@ -132,7 +169,10 @@ RETRY_S = 2 * 3600
 
 
 def build_sample_campaign(
-    db: Path, graph: ScriptGraph, dialplan_path: str = "", recordings: bool = True,
+    db: Path,
+    graph: ScriptGraph,
+    dialplan_path: str = "",
+    recordings: bool = True,
     plan: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = CONTACTS,
     personas: Mapping[str, Persona] = PERSONAS,
 ) -> Path:
@@ -163,8 +203,13 @@ def _result(attempt_id: str, persona: Persona, graph: ScriptGraph, contact: dict
     # As the runner builds it from the worker's Ended and the call's JSON record.
     setup_ms = 1800 + 150 * (len(persona.name) % 7)
     if persona.sip_code != 200:
-        return AttemptResult(outcome=persona.outcome or "trunk_error", sip_code=persona.sip_code, setup_ms=setup_ms,
-                             reason=f"SIP {persona.sip_code}", hangup_by="remote")
+        return AttemptResult(
+            outcome=persona.outcome or "trunk_error",
+            sip_code=persona.sip_code,
+            setup_ms=setup_ms,
+            reason=f"SIP {persona.sip_code}",
+            hangup_by="remote",
+        )
     report = _call_report(persona, graph, contact)
     record = asdict(report)
     handoff = ""
@@ -212,8 +257,17 @@ def _call_report(persona: Persona, graph: ScriptGraph, contact: dict[str, str]) 
     res = conv.result()
     handoff = clock.handoff(res, contact)  # before events(): it logs how the handoff ended
     return CallReport(
-        res.outcome, res.path, dict(res.slots), clock.t, clock.turns, clock.prompts, [], clock.events(),
-        clock.transcript(res), handoff, [asdict(t) for t in res.turns],
+        res.outcome,
+        res.path,
+        dict(res.slots),
+        clock.t,
+        clock.turns,
+        clock.prompts,
+        [],
+        clock.events(),
+        clock.transcript(res),
+        handoff,
+        [asdict(t) for t in res.turns],
     )
 
 
@@ -254,13 +308,20 @@ class _Clock:
         elif turn.text:
             speech_end = self.t + REACTION_MS + MS_PER_WORD * len(turn.text.split())
             decision = speech_end + (COMPLETE_END_MS if result in ("intent", "global") else END_OF_TURN_MS)
-            self.turns.append({
-                "node": node, "text": turn.text, "confidence": turn.confidence,
-                "end_reason": "complete" if result in ("intent", "global") else "silence",
-                "speech_end_ms": speech_end, "decision_ms": decision, "bot_audio_ms": decision + 20,
-                "end_of_speech_to_bot_audio_ms": decision + 20 - speech_end, "decision_to_bot_audio_ms": 20,
-                "compute_ms": 4.0,
-            })
+            self.turns.append(
+                {
+                    "node": node,
+                    "text": turn.text,
+                    "confidence": turn.confidence,
+                    "end_reason": "complete" if result in ("intent", "global") else "silence",
+                    "speech_end_ms": speech_end,
+                    "decision_ms": decision,
+                    "bot_audio_ms": decision + 20,
+                    "end_of_speech_to_bot_audio_ms": decision + 20 - speech_end,
+                    "decision_to_bot_audio_ms": 20,
+                    "compute_ms": 4.0,
+                }
+            )
             self.t = decision + 20
 
     def events(self) -> list[dict]:
@@ -280,7 +341,14 @@ class _Clock:
         self.log.insert(where, ended)
         op = self.graph.dialplan.operators[operator]
         return {
-            "operator": operator, "uri": op.uri, "mode": op.mode, "warm": op.warm, "node": node, "contact": dict(contact),
-            "transcript": self.transcript(res), "briefing": "", "ok": not failed,
+            "operator": operator,
+            "uri": op.uri,
+            "mode": op.mode,
+            "warm": op.warm,
+            "node": node,
+            "contact": dict(contact),
+            "transcript": self.transcript(res),
+            "briefing": "",
+            "ok": not failed,
             "reason": "operator did not answer" if failed else "",
         }

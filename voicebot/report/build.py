@@ -59,7 +59,9 @@ def find_dialplan(data: CampaignData, explicit: Path | None) -> tuple[LoadedDial
     for candidate in (recorded, data.db.parent / recorded):
         if candidate.is_file():
             return load_dialplan(candidate), []
-    return None, [f"The campaign's dialplan {data.dialplan} was not found: pass --dialplan to see the script graph and nodes never reached."]
+    return None, [
+        f"The campaign's dialplan {data.dialplan} was not found: pass --dialplan to see the script graph and nodes never reached."
+    ]
 
 
 def check_matches(data: CampaignData, loaded: LoadedDialplan) -> None:
@@ -79,7 +81,9 @@ def check_matches(data: CampaignData, loaded: LoadedDialplan) -> None:
         )
 
 
-def build_report(data: CampaignData, loaded: LoadedDialplan | None, options: ReportOptions = ReportOptions(), notes: list[str] | None = None) -> Report:
+def build_report(
+    data: CampaignData, loaded: LoadedDialplan | None, options: ReportOptions = ReportOptions(), notes: list[str] | None = None
+) -> Report:
     try:
         zone = ZoneInfo(options.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:

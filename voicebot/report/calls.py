@@ -93,7 +93,9 @@ def transcript_lines(call: CallRow) -> list[Line]:
 
 
 def _prompt_note(event: dict, played: dict) -> str:
-    prompt = next((p for (pid, _), p in played.items() if pid == event.get("prompt_id") and p.get("ts_ms", 0) >= event.get("ts_ms", 0)), None)
+    prompt = next(
+        (p for (pid, _), p in played.items() if pid == event.get("prompt_id") and p.get("ts_ms", 0) >= event.get("ts_ms", 0)), None
+    )
     if prompt and prompt.get("interrupted"):
         return f"interrupted after {prompt.get('played_ms', 0) / 1000:.1f} s"
     return ""

@@ -47,8 +47,13 @@ def hours_figure(hours: list[GroupStats], zone_name: str) -> go.Figure:
             go.Bar(name="goals", x=keys, y=[h.goals for h in hours], marker_color=_GREEN),
         ]
     )
-    fig.update_layout(**_LAYOUT, title=f"Calls by hour of day ({zone_name})", barmode="group", height=320,
-                      legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"Calls by hour of day ({zone_name})",
+        barmode="group",
+        height=320,
+        legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
+    )
     return fig
 
 
@@ -64,8 +69,15 @@ def intent_heatmap(stats: ScriptAnalytics) -> go.Figure:
         text.append([str(n.results.get(c, "")) for c in columns])
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=columns, y=[n.node for n in rows], text=text, texttemplate="%{text}", colorscale="YlOrRd",
-            zmin=0, zmax=1, colorbar={"title": "share", "tickformat": ".0%"},
+            z=z,
+            x=columns,
+            y=[n.node for n in rows],
+            text=text,
+            texttemplate="%{text}",
+            colorscale="YlOrRd",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": "share", "tickformat": ".0%"},
             hovertemplate="%{y} → %{x}: %{text} (%{z:.0%})<extra></extra>",
         )
     )
@@ -94,12 +106,30 @@ def script_graph_figure(shape: ScriptShape, stats: ScriptAnalytics, metric: str)
     for e in shape.edges:
         if e.source != e.target:
             (x0, y0), (x1, y1) = pos[e.source], pos[e.target]
-            fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
-                               showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1, arrowcolor="#cbd5e0", standoff=14)
+            fig.add_annotation(
+                x=x1,
+                y=y1,
+                ax=x0,
+                ay=y0,
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                text="",
+                showarrow=True,
+                arrowhead=2,
+                arrowsize=1,
+                arrowwidth=1,
+                arrowcolor="#cbd5e0",
+                standoff=14,
+            )
     values = {n: _metric(by_node.get(n), stats.conversations, metric) for n in shape.nodes}
     never = set(stats.never_reached)
-    title, scale = ("Script graph: reach (share of conversations)", "Blues") if metric == "reach" else (
-        "Script graph: no-match rate (share of answers at the node)", "Reds")
+    title, scale = (
+        ("Script graph: reach (share of conversations)", "Blues")
+        if metric == "reach"
+        else ("Script graph: no-match rate (share of answers at the node)", "Reds")
+    )
     # Nodes the metric says nothing about (no-match at a node that does not listen, or never
     # answered) are grey, so a pale colour always means "low", never "no data".
     rated = [n for n in shape.nodes if values[n] is not None]
@@ -107,20 +137,28 @@ def script_graph_figure(shape: ScriptShape, stats: ScriptAnalytics, metric: str)
     for members, coloured in ((unrated, False), (rated, True)):
         if not members:
             continue
-        marker = {"size": 22, "line": {"width": [3 if n in never else 1 for n in members],
-                                         "color": [_GREY if n in never else "#4a5568" for n in members]}}
+        marker = {
+            "size": 22,
+            "line": {"width": [3 if n in never else 1 for n in members], "color": [_GREY if n in never else "#4a5568" for n in members]},
+        }
         if coloured:
-            marker.update(color=[values[n] for n in members], colorscale=scale, cmin=0, cmax=1, showscale=True,
-                          colorbar={"tickformat": ".0%"})
+            marker.update(
+                color=[values[n] for n in members], colorscale=scale, cmin=0, cmax=1, showscale=True, colorbar={"tickformat": ".0%"}
+            )
         else:
             marker.update(color="#edf2f7")
         fig.add_trace(
             go.Scatter(
-                x=[pos[n][0] for n in members], y=[pos[n][1] for n in members], mode="markers+text",
+                x=[pos[n][0] for n in members],
+                y=[pos[n][1] for n in members],
+                mode="markers+text",
                 text=[n if values[n] is None else f"{n} {values[n]:.0%}" for n in members],
-                textposition="bottom center", textfont={"size": 10}, marker=marker,
+                textposition="bottom center",
+                textfont={"size": 10},
+                marker=marker,
                 customdata=[_hover(by_node.get(n), shape.kinds.get(n, "")) for n in members],
-                hovertemplate="<b>%{text}</b><br>%{customdata}<extra></extra>", showlegend=False,
+                hovertemplate="<b>%{text}</b><br>%{customdata}<extra></extra>",
+                showlegend=False,
             )
         )
     xs = [p[0] for p in pos.values()] or [0]

@@ -20,11 +20,19 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained HTML report (charts and tables)")
     r.add_argument("--csv", type=Path, metavar="DIR", help="write the report's tables as CSV files into DIR")
     r.add_argument("--dialplan", type=Path, metavar="FILE", help="the campaign's dialplan (default: the one the store names)")
-    r.add_argument("--goal", action="append", metavar="OUTCOME",
-                   help=f"an outcome that counts as a conversion (repeatable; default: {', '.join(DEFAULT_GOALS)})")
+    r.add_argument(
+        "--goal",
+        action="append",
+        metavar="OUTCOME",
+        help=f"an outcome that counts as a conversion (repeatable; default: {', '.join(DEFAULT_GOALS)})",
+    )
     r.add_argument("--timezone", default="UTC", help="time zone for hours of the day (IANA name; default UTC)")
-    r.add_argument("--objection", action="append", metavar="NODE", help="an objection-handling node (repeatable; default: nodes named objection*)")
-    r.add_argument("--main-path", metavar="NODE,NODE,...", help="the funnel's steps (default: the shortest way to a goal around objections)")
+    r.add_argument(
+        "--objection", action="append", metavar="NODE", help="an objection-handling node (repeatable; default: nodes named objection*)"
+    )
+    r.add_argument(
+        "--main-path", metavar="NODE,NODE,...", help="the funnel's steps (default: the shortest way to a goal around objections)"
+    )
     r.add_argument("--max-calls", type=int, default=500, help="calls listed in the HTML page, the latest first (0: all; CSV has all)")
     r.set_defaults(func=cmd_report)
 
@@ -47,9 +55,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in report.notes:
         out.print(escape(f"note: {note}"), style="yellow", soft_wrap=True)
     s = report.summary
-    out.print(escape(f"{s.campaign or args.db}: {s.contacts} contacts, {s.attempts} attempts, {s.answered} answered "
-                     f"({_pct(s.connect_rate)}), {s.conversations} conversations, {s.goals} goals, conversion {_pct(s.conversion_rate)}, "
-                     f"{s.handoffs} handoffs"), soft_wrap=True)
+    out.print(
+        escape(
+            f"{s.campaign or args.db}: {s.contacts} contacts, {s.attempts} attempts, {s.answered} answered "
+            f"({_pct(s.connect_rate)}), {s.conversations} conversations, {s.goals} goals, conversion {_pct(s.conversion_rate)}, "
+            f"{s.handoffs} handoffs"
+        ),
+        soft_wrap=True,
+    )
     if s.ended == 0:
         out.print("no calls yet")
     if args.html is not None:

@@ -61,8 +61,7 @@ def render_html(report: Report, max_calls: int = MAX_CALLS) -> str:
 
     def chart(fig: go.Figure, div_id: str) -> str:
         charts_html.append(div_id)
-        return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                           config={"displaylogo": False, "responsive": True})
+        return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "responsive": True})
 
     has_calls = s.ended > 0
     sections = [
@@ -82,26 +81,38 @@ def render_html(report: Report, max_calls: int = MAX_CALLS) -> str:
         period,
         f"Generated {_time(report.generated_at, zone)} ({report.timezone})",
     ]
-    nav = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in (
-        ("summary", "Summary"), ("outcomes", "Outcomes"), ("tags", "By tag"), ("hours", "By hour"), ("script", "Script"), ("calls", "Calls"),
-    ))
-    return "".join([
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>{escape(title)}</title><style>{_CSS}</style>",
-        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>',
-        f"<header><h1>{escape(title)}</h1>", "".join(f"<p>{escape(line)}</p>" for line in head if line), "</header>",
-        f"<nav>{nav}</nav><main>",
-        "".join(f'<div class="note">{escape(n)}</div>' for n in report.notes),
-        *sections,
-        "</main>",
-        # Read by tests and by anyone checking a page: how many charts plotly actually drew.
-        (
-            f"<script>document.body.dataset.chartsExpected = {len(charts_html)}; window.addEventListener('load', function () {{"
-            " var drawn = 0; document.querySelectorAll('.js-plotly-plot').forEach(function (p) {"
-            " if (p.querySelector('.main-svg')) { drawn += 1; } }); document.body.dataset.chartsRendered = drawn; });</script>"
-        ),
-        "</body></html>\n",
-    ])
+    nav = "".join(
+        f'<a href="#{a}">{escape(t)}</a>'
+        for a, t in (
+            ("summary", "Summary"),
+            ("outcomes", "Outcomes"),
+            ("tags", "By tag"),
+            ("hours", "By hour"),
+            ("script", "Script"),
+            ("calls", "Calls"),
+        )
+    )
+    return "".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{escape(title)}</title><style>{_CSS}</style>",
+            f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>',
+            f"<header><h1>{escape(title)}</h1>",
+            "".join(f"<p>{escape(line)}</p>" for line in head if line),
+            "</header>",
+            f"<nav>{nav}</nav><main>",
+            "".join(f'<div class="note">{escape(n)}</div>' for n in report.notes),
+            *sections,
+            "</main>",
+            # Read by tests and by anyone checking a page: how many charts plotly actually drew.
+            (
+                f"<script>document.body.dataset.chartsExpected = {len(charts_html)}; window.addEventListener('load', function () {{"
+                " var drawn = 0; document.querySelectorAll('.js-plotly-plot').forEach(function (p) {"
+                " if (p.querySelector('.main-svg')) { drawn += 1; } }); document.body.dataset.chartsRendered = drawn; });</script>"
+            ),
+            "</body></html>\n",
+        ]
+    )
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -121,17 +132,29 @@ def _summary_section(report: Report, zone: ZoneInfo) -> str:
         ("avg talk time", _secs(s.avg_talk_s)),
         ("calls per hour", _num(s.calls_per_hour)),
     ]
-    body = '<div class="cards">' + "".join(f"<div class=\"card\"><b>{escape(v)}</b><span>{escape(k)}</span></div>" for k, v in cards) + "</div>"
+    body = (
+        '<div class="cards">' + "".join(f'<div class="card"><b>{escape(v)}</b><span>{escape(k)}</span></div>' for k, v in cards) + "</div>"
+    )
     if s.ended == 0:
         body += f'<p class="empty">No calls yet: {s.contacts} contact(s) imported, none dialled.</p>'
     rows = [
-        ("Contacts", s.contacts), ("… done", s.contacts_done), ("… still to call", s.contacts_pending), ("… on the DNC list", s.contacts_dnc),
-        ("Attempts", s.attempts), ("Ended attempts", s.ended), ("Answered", s.answered), ("… answering machines", s.voicemail),
-        ("Conversations", s.conversations), ("Connect rate (answered / ended)", _pct(s.connect_rate)),
-        (f"Calls ending {goals}", s.goals), ("Contacts converted", s.contacts_converted),
+        ("Contacts", s.contacts),
+        ("… done", s.contacts_done),
+        ("… still to call", s.contacts_pending),
+        ("… on the DNC list", s.contacts_dnc),
+        ("Attempts", s.attempts),
+        ("Ended attempts", s.ended),
+        ("Answered", s.answered),
+        ("… answering machines", s.voicemail),
+        ("Conversations", s.conversations),
+        ("Connect rate (answered / ended)", _pct(s.connect_rate)),
+        (f"Calls ending {goals}", s.goals),
+        ("Contacts converted", s.contacts_converted),
         ("Conversion (contacts converted / contacts talked to)", _pct(s.conversion_rate)),
-        ("Handoffs to an operator", s.handoffs), ("… connected", s.handoffs_completed),
-        ("Average talk time (answered)", _secs(s.avg_talk_s)), ("Calls per hour (hours with calls)", _num(s.calls_per_hour)),
+        ("Handoffs to an operator", s.handoffs),
+        ("… connected", s.handoffs_completed),
+        ("Average talk time (answered)", _secs(s.avg_talk_s)),
+        ("Calls per hour (hours with calls)", _num(s.calls_per_hour)),
     ]
     return _section("summary", "Summary", body + _table(("", "value"), rows, numeric=(1,)))
 
@@ -139,22 +162,52 @@ def _summary_section(report: Report, zone: ZoneInfo) -> str:
 def _outcomes_section(report: Report, chart: Chart) -> str:
     total = sum(n for _, n in report.outcomes) or 1
     table = _table(("outcome", "calls", "share"), [(o, n, _pct(n / total)) for o, n in report.outcomes], numeric=(1, 2))
-    return _section("outcomes", "Outcomes", f'<div class="grid"><div>{chart(charts.outcomes_figure(report.outcomes), "chart-outcomes")}</div><div>{table}</div></div>')
+    return _section(
+        "outcomes",
+        "Outcomes",
+        f'<div class="grid"><div>{chart(charts.outcomes_figure(report.outcomes), "chart-outcomes")}</div><div>{table}</div></div>',
+    )
 
 
 def _group_rows(rows: list[GroupStats]) -> list[tuple]:
     return [
-        (r.key, r.contacts, r.attempts, r.answered, _pct(r.connect_rate), r.conversations, r.goals, _pct(r.goal_rate), r.handoffs, _secs(r.avg_talk_s))
+        (
+            r.key,
+            r.contacts,
+            r.attempts,
+            r.answered,
+            _pct(r.connect_rate),
+            r.conversations,
+            r.goals,
+            _pct(r.goal_rate),
+            r.handoffs,
+            _secs(r.avg_talk_s),
+        )
         for r in rows
     ]
 
 
-_GROUP_HEAD = ("", "contacts", "attempts", "answered", "connect rate", "conversations", "goals", "goals / conversation", "handoffs", "avg talk")
+_GROUP_HEAD = (
+    "",
+    "contacts",
+    "attempts",
+    "answered",
+    "connect rate",
+    "conversations",
+    "goals",
+    "goals / conversation",
+    "handoffs",
+    "avg talk",
+)
 
 
 def _tags_section(report: Report) -> str:
-    return _section("tags", "By tag", "<p class=\"muted\">A contact with several tags counts under each.</p>"
-                    + _table(("tag", *_GROUP_HEAD[1:]), _group_rows(report.tags), numeric=range(1, 10)))
+    return _section(
+        "tags",
+        "By tag",
+        '<p class="muted">A contact with several tags counts under each.</p>'
+        + _table(("tag", *_GROUP_HEAD[1:]), _group_rows(report.tags), numeric=range(1, 10)),
+    )
 
 
 def _hours_section(report: Report, chart: Chart) -> str:
@@ -179,23 +232,49 @@ def _script_section(report: Report, chart: Chart) -> str:
     if st.conversations:
         parts.append("<h3>Nodes</h3>")
         rows = [
-            (n.node, n.kind, n.reached, _pct(n.reached / st.conversations), n.visits, n.answers, _pct(n.no_match_rate), _pct(n.no_input_rate),
-             _counts(n.results, 6), _counts(n.exits, 4))
+            (
+                n.node,
+                n.kind,
+                n.reached,
+                _pct(n.reached / st.conversations),
+                n.visits,
+                n.answers,
+                _pct(n.no_match_rate),
+                _pct(n.no_input_rate),
+                _counts(n.results, 6),
+                _counts(n.exits, 4),
+            )
             for n in st.nodes
         ]
-        parts.append(_table(("node", "kind", "reached", "reach", "visits", "answers", "no match", "no input", "recognised", "went on to"),
-                            rows, numeric=range(2, 8)))
+        parts.append(
+            _table(
+                ("node", "kind", "reached", "reach", "visits", "answers", "no match", "no input", "recognised", "went on to"),
+                rows,
+                numeric=range(2, 8),
+            )
+        )
     if report.shape is not None:
         parts.append("<h3>Nodes never reached</h3>")
-        parts.append(f"<p>{escape(', '.join(st.never_reached))}</p>" if st.never_reached else '<p class="empty">Every node was reached.</p>')
+        parts.append(
+            f"<p>{escape(', '.join(st.never_reached))}</p>" if st.never_reached else '<p class="empty">Every node was reached.</p>'
+        )
     if st.objections and st.conversations:
         parts.append("<h3>Objections</h3>")
         rows = [
-            (o.node, o.reached, _counts(o.came_from, 4), _counts(o.answers, 5), _counts(o.next_nodes, 4), _counts(o.outcomes, 5),
-             f"{o.goals} ({_pct(o.goals / o.reached) if o.reached else '—'})")
+            (
+                o.node,
+                o.reached,
+                _counts(o.came_from, 4),
+                _counts(o.answers, 5),
+                _counts(o.next_nodes, 4),
+                _counts(o.outcomes, 5),
+                f"{o.goals} ({_pct(o.goals / o.reached) if o.reached else '—'})",
+            )
             for o in st.objections
         ]
-        parts.append(_table(("objection", "met", "after", "then said", "went on to", "calls ended", "still reached a goal"), rows, numeric=(1,)))
+        parts.append(
+            _table(("objection", "met", "after", "then said", "went on to", "calls ended", "still reached a goal"), rows, numeric=(1,))
+        )
     if st.conversations:
         parts.append("<h3>Answers no intent matched</h3>")
         if st.unmatched:
@@ -225,7 +304,7 @@ def _call_row(call: CallView, db: Path, zone: ZoneInfo) -> str:
     if call.lines or call.recording:
         lines = "".join(
             f'<tr class="{escape(line.speaker)}"><td class="n">{"" if line.at_ms is None else f"{line.at_ms / 1000:.1f} s"}</td>'
-            f"<td>{escape(line.speaker)}</td><td>{escape(line.text)}</td><td class=\"muted\">{escape(line.note)}</td></tr>"
+            f'<td>{escape(line.speaker)}</td><td>{escape(line.text)}</td><td class="muted">{escape(line.note)}</td></tr>'
             for line in call.lines
         )
         recording = ""
@@ -234,7 +313,7 @@ def _call_row(call: CallView, db: Path, zone: ZoneInfo) -> str:
         details = f"<details><summary>transcript</summary>{recording}<table>{lines}</table></details>"
     return (
         f"<tr><td>{escape(call.attempt_id)}</td><td>{escape(_time(call.started_at, zone))}</td><td>{escape(call.phone)}</td>"
-        f"<td>{escape(', '.join(call.tags))}</td><td>{escape(outcome)}</td><td class=\"n\">{call.talk_s:.0f} s</td>"
+        f'<td>{escape(", ".join(call.tags))}</td><td>{escape(outcome)}</td><td class="n">{call.talk_s:.0f} s</td>'
         f"<td>{escape(' → '.join(call.path))}{details}</td></tr>"
     )
 
@@ -248,9 +327,9 @@ def _section(anchor: str, title: str, body: str) -> str:
 
 def _table(head: Sequence[str], rows: Iterable[Sequence], numeric: Iterable[int] = ()) -> str:
     numeric = set(numeric)
-    th = "".join(f'<th{" class=n" if i in numeric else ""}>{escape(str(h))}</th>' for i, h in enumerate(head))
+    th = "".join(f"<th{' class=n' if i in numeric else ''}>{escape(str(h))}</th>" for i, h in enumerate(head))
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{escape(str(v))}</td>' for i, v in enumerate(row)) + "</tr>"
+        "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{escape(str(v))}</td>" for i, v in enumerate(row)) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"

@@ -9,9 +9,9 @@ script tests and in analytics replays.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Union
 
 from voicebot.config import Prompt, Route
 from voicebot.errors import ScriptError
@@ -67,7 +67,7 @@ class CallerHangup:
     pass
 
 
-Event = Union[Heard, Silence, Dtmf, PromptDone, BargeIn, TransferResult, CallerHangup]
+Event = Heard | Silence | Dtmf | PromptDone | BargeIn | TransferResult | CallerHangup
 
 # --- actions out --------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class SendDtmf:
     node: str
 
 
-Action = Union[Say, Listen, Transfer, Hangup, SendDtmf]
+Action = Say | Listen | Transfer | Hangup | SendDtmf
 
 # --- what the engine records --------------------------------------------------------------
 
@@ -248,8 +248,14 @@ class ScriptEngine:
 
     def result(self) -> ScriptResult:
         return ScriptResult(
-            self.outcome, list(self.path), dict(self._slots), dict(self._variables), list(self.turns),
-            list(self.prompts), list(self.transcript), self.operator,
+            self.outcome,
+            list(self.path),
+            dict(self._slots),
+            dict(self._variables),
+            list(self.turns),
+            list(self.prompts),
+            list(self.transcript),
+            self.operator,
         )
 
     def values(self) -> dict[str, object]:
@@ -331,8 +337,12 @@ class ScriptEngine:
             # A word or two that the open pass could not make out ("yes", "Tuesday" in some voices come
             # out as "" or "to make"): a short grammar match is not a long answer forced onto a phrase,
             # which is where a grammar goes wrong. Taken at a confidence that has consequences confirmed.
-            if (len(alt_text.split()) <= _SHORT_WORDS and len(event.text.split()) <= _SHORT_WORDS
-                    and event.confidence < _UNSURE and alt_confidence >= _UNSURE):
+            if (
+                len(alt_text.split()) <= _SHORT_WORDS
+                and len(event.text.split()) <= _SHORT_WORDS
+                and event.confidence < _UNSURE
+                and alt_confidence >= _UNSURE
+            ):
                 return Heard(alt_text, min(alt_confidence, _SHORT_CONFIDENCE))
         return Heard(event.text, event.confidence)
 

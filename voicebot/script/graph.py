@@ -67,7 +67,9 @@ def check_graph(doc: YamlFile) -> list[Problem]:
         if target in nodes:
             anywhere.add(target)
         else:
-            unknown_node(("script", "global_intents", name, "next") if isinstance(route, dict) else ("script", "global_intents", name), target)
+            unknown_node(
+                ("script", "global_intents", name, "next") if isinstance(route, dict) else ("script", "global_intents", name), target
+            )
     fallback = script.get("fallback")
     if isinstance(fallback, str):
         if fallback in nodes:
@@ -82,7 +84,9 @@ def check_graph(doc: YamlFile) -> list[Problem]:
         reached = _reach(start, lambda n: edges[n] | (anywhere if n in listening else set()))
         for node_id in nodes:
             if node_id not in reached:
-                problems.append(doc.problem(("script", "nodes", node_id), f"node '{node_id}' is never reached from '{start}'", "unreachable-node"))
+                problems.append(
+                    doc.problem(("script", "nodes", node_id), f"node '{node_id}' is never reached from '{start}'", "unreachable-node")
+                )
         terminal = {n for n, raw in nodes.items() if _ends_here(_dict(raw))}
         dead_ends = {n for n in nodes if not edges[n] and n not in terminal}
         # Only explicit edges count as a way out: a script must not rely on the
@@ -189,7 +193,9 @@ def _check_intent_names(doc: YamlFile, script: dict, nodes: dict) -> list[Proble
         if isinstance(allowed, list):
             for i, name in enumerate(allowed):
                 if name not in globals_:
-                    problems.append(doc.problem(("script", "nodes", node_id, "global_intents", i), f"unknown global intent '{name}'", "unknown-intent"))
+                    problems.append(
+                        doc.problem(("script", "nodes", node_id, "global_intents", i), f"unknown global intent '{name}'", "unknown-intent")
+                    )
     return problems
 
 
@@ -262,7 +268,9 @@ def _check_templates(doc: YamlFile, data: dict, script: dict, nodes: dict) -> li
         for name, _default in template_fields(text):
             if name not in names:
                 hint = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
-                msg = f"template variable {{{name}}} is not a contact field, variable or slot" + (f" (did you mean {{{hint[0]}}}?)" if hint else "")
+                msg = f"template variable {{{name}}} is not a contact field, variable or slot" + (
+                    f" (did you mean {{{hint[0]}}}?)" if hint else ""
+                )
                 problems.append(doc.problem(loc, msg, "unknown-template-variable"))
     return problems
 
@@ -289,7 +297,11 @@ def _check_wavs(doc: YamlFile, nodes: dict) -> list[Problem]:
         for key in ("say", "reprompt"):
             wav = _dict(_dict(raw).get(key)).get("wav")
             if isinstance(wav, str) and not (doc.path.parent / wav).is_file():
-                problems.append(doc.problem(("script", "nodes", node_id, key, "wav"), f"recording '{wav}' not found next to the dialplan", "missing-file"))
+                problems.append(
+                    doc.problem(
+                        ("script", "nodes", node_id, key, "wav"), f"recording '{wav}' not found next to the dialplan", "missing-file"
+                    )
+                )
     return problems
 
 
@@ -338,12 +350,28 @@ class CompiledNode:
 
 # What answers "just to be sure: ...?", besides the script's own "yes"/"no" intents when it has them.
 _CONFIRM_ANSWERS = {
-    "en": {"yes": ("yes", "yeah", "yep", "yes please", "that's right", "correct", "exactly", "right", "sure",
-                   "yes i did", "that is what i said", "absolutely", "uh-huh"),
-           "no": ("no", "nope", "no i did not", "that's not what i said", "not at all", "wrong", "that's wrong",
-                  "no no", "i didn't say that")},
-    "ru": {"yes": ("да", "ага", "угу", "верно", "правильно", "да да", "именно", "конечно", "точно", "да именно так"),
-           "no": ("нет", "неа", "не так", "нет я не это сказал", "неправильно", "нет нет", "я не это имел в виду")},
+    "en": {
+        "yes": (
+            "yes",
+            "yeah",
+            "yep",
+            "yes please",
+            "that's right",
+            "correct",
+            "exactly",
+            "right",
+            "sure",
+            "yes i did",
+            "that is what i said",
+            "absolutely",
+            "uh-huh",
+        ),
+        "no": ("no", "nope", "no i did not", "that's not what i said", "not at all", "wrong", "that's wrong", "no no", "i didn't say that"),
+    },
+    "ru": {
+        "yes": ("да", "ага", "угу", "верно", "правильно", "да да", "именно", "конечно", "точно", "да именно так"),
+        "no": ("нет", "неа", "не так", "нет я не это сказал", "неправильно", "нет нет", "я не это имел в виду"),
+    },
 }
 
 
@@ -369,8 +397,10 @@ class ScriptGraph:
         graph = cls(dialplan, base_dir)
         lang = dialplan.speech.language.split("-")[0].lower()
         answers = _CONFIRM_ANSWERS.get(lang, {"yes": (), "no": ()})
-        specs = [IntentSpec(k, tuple(dict.fromkeys((*answers[k], *(script.intents[k].phrases if k in script.intents else ())))))
-                 for k in ("yes", "no")]
+        specs = [
+            IntentSpec(k, tuple(dict.fromkeys((*answers[k], *(script.intents[k].phrases if k in script.intents else ())))))
+            for k in ("yes", "no")
+        ]
         graph.confirm_matcher = IntentMatcher(specs, dialplan.speech.language, d.threshold) if all(x.phrases for x in specs) else None
         for node_id, node in script.nodes.items():
             if node.global_intents is True:

@@ -16,9 +16,9 @@ the words after "but"/"но" counting double: "yes, but not now" is a "not now".
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import snowballstemmer
 from rapidfuzz import fuzz, process
@@ -38,8 +38,18 @@ _CONTRACTIONS = [
     (re.compile(r"\b(it|that|what|who|there|he|she)'s\b"), r"\1 is"),
 ]
 # ASR often drops the apostrophe: "dont", "im".
-_NO_APOSTROPHE = {"dont": "do not", "doesnt": "does not", "didnt": "did not", "cant": "can not", "wont": "will not",
-                  "isnt": "is not", "arent": "are not", "im": "i am", "wasnt": "was not", "havent": "have not"}
+_NO_APOSTROPHE = {
+    "dont": "do not",
+    "doesnt": "does not",
+    "didnt": "did not",
+    "cant": "can not",
+    "wont": "will not",
+    "isnt": "is not",
+    "arent": "are not",
+    "im": "i am",
+    "wasnt": "was not",
+    "havent": "have not",
+}
 
 # Polarity of a token. A hard negation ("not", "не") is the opposite of the
 # plain word: a phrase said negated is vetoed. A soft one comes from "no"/"нет"
@@ -50,21 +60,26 @@ _SOFT_FACTOR = 0.75
 
 # Words that negate the next content word of their clause (function words such
 # as "really", "very", "очень" are skipped: "not really interested").
-_NEGATORS_HARD = {"en": {"not", "never", "neither", "nor", "without"},
-                  "ru": {"не", "ни", "никогда", "без"}}
+_NEGATORS_HARD = {"en": {"not", "never", "neither", "nor", "without"}, "ru": {"не", "ни", "никогда", "без"}}
 # Words that softly negate the next content word ("no time", "нет на это
 # времени") and are answers of their own otherwise ("no, I am interested").
 _NEGATORS_SOFT = {"en": {"no", "nothing", "none"}, "ru": {"нет", "ничего", "неа"}}
 _CLAUSE_BREAKS = {"en": {"but", "however", "though", "although", "yet"}, "ru": {"но", "а", "однако", "зато", "хотя"}}
 _STOP_WORDS = {
-    "en": set("a an the i me my we us our you your it its is am are was were be been to of in on at for with "
-              "this that these those do does did have has had so just really very well oh uh um er ah please "
-              "and or would will can could should there here what about all too quite even ever actually "
-              "particularly exactly totally that's".split()),
-    "ru": set("я мы вы ты он она оно они меня нас вас тебя его ее их мне нам вам это этот эта то та и в на с к "
-              "по за у о об от до из же ли бы вот ну ой ах э а уж уже так просто очень пожалуйста было был "
-              "была будет что как совсем вообще особо особенно слишком сильно всё все даже".split()),
+    "en": set(
+        "a an the i me my we us our you your it its is am are was were be been to of in on at for with "
+        "this that these those do does did have has had so just really very well oh uh um er ah please "
+        "and or would will can could should there here what about all too quite even ever actually "
+        "particularly exactly totally that's".split()
+    ),
+    "ru": set(
+        "я мы вы ты он она оно они меня нас вас тебя его ее их мне нам вам это этот эта то та и в на с к "
+        "по за у о об от до из же ли бы вот ну ой ах э а уж уже так просто очень пожалуйста было был "
+        "была будет что как совсем вообще особо особенно слишком сильно всё все даже".split()
+    ),
 }
+
+
 def function_words(language: str) -> frozenset[str]:
     """Words that carry little meaning alone ("of", "the", "я", "это")."""
     return frozenset(_STOP_WORDS.get(language.split("-")[0].lower(), ()))
@@ -76,8 +91,7 @@ def function_words(language: str) -> frozenset[str]:
 # (tests/data/understanding/*_dev.yaml), never on the held-out test suites.
 _SYNONYM_GROUPS = {
     "en": {
-        "person": "human person oper agent manag repres rep supervisor boss salesperson "
-                  "salesman sale",
+        "person": "human person oper agent manag repres rep supervisor boss salesperson salesman sale",
         "call": "call phone ring dial contact",
         "stop": "stop quit ceas",
         "remov": "remov delet eras unsubscrib",
@@ -107,42 +121,53 @@ _SYNONYM_GROUPS = {
         "робот": "робот автоответчик бот",
     },
 }
-_SYNONYMS = {lang: {stem: canon for canon, stems in groups.items() for stem in stems.split()}
-             for lang, groups in _SYNONYM_GROUPS.items()}
+_SYNONYMS = {lang: {stem: canon for canon, stems in groups.items() for stem in stems.split()} for lang, groups in _SYNONYM_GROUPS.items()}
 # Phrases read as other phrases before anything else (word boundaries, lower case).
 _PHRASE_SUBS = {
-    "en": [(re.compile(p), r) for p, r in [
-        (r"\bwrong (person|guy|lady|one|people|anna)\b", "wrong number"),
-        (r"\b(no ?one|nobody|no body) (here |)(called|named|by (that|the) name)\b", "wrong number"),
-        (r"\bput me through\b", "connect me"),
-        # a recogniser's homophone: "know" alone or leading an answer is "no" ("actually know", "know, we're fine")
-        (r"(^|[.,!?]\s*|\bactually |\boh )know\b(?!\s+(what|who|where|when|how|if|that|about|it|him|her|them|the)\b)", r"\1no"),
-        # a name the script cannot know: "no, this is Mark's phone" is someone else's phone
-        (r"\b(this|it)(?: is|'s) (?!my\b|your\b|our\b|her\b|his\b|the\b|a\b)[a-z]+'s (phone|number|mobile|cell)\b",
-         r"\1 is someone else's \2"),
-        (r"\bhow much\b", "price"),
-        (r"\bi(?: will|'ll) pass\b", "no"),
-        (r"\b(e-mail|e mail)\b", "email"),
-        (r"\bone pager\b", "one-pager"),
-    ]],
-    "ru": [(re.compile(p), r) for p, r in [
-        (r"\bстоп[- ]?лист", "список"),
-        (r"\bне[- ]не\b", "нет"),
-        (r"\bне то,? что(бы)?\b", "не"),
-        (r"\bэто (телефон|номер) (?!мой\b|наш\b|её\b|ее\b|его\b)[а-я]+\b", r"это чужой \1"),  # "это телефон Марка"  # "это не то, что нас интересует": the comma must not end the negation
-        (r"\bсколько стоит\b", "цена"),
-        (r"\bпочем\b", "цена"),
-        (r"\bчерный список", "список"),
-    ]],
+    "en": [
+        (re.compile(p), r)
+        for p, r in [
+            (r"\bwrong (person|guy|lady|one|people|anna)\b", "wrong number"),
+            (r"\b(no ?one|nobody|no body) (here |)(called|named|by (that|the) name)\b", "wrong number"),
+            (r"\bput me through\b", "connect me"),
+            # a recogniser's homophone: "know" alone or leading an answer is "no" ("actually know", "know, we're fine")
+            (r"(^|[.,!?]\s*|\bactually |\boh )know\b(?!\s+(what|who|where|when|how|if|that|about|it|him|her|them|the)\b)", r"\1no"),
+            # a name the script cannot know: "no, this is Mark's phone" is someone else's phone
+            (
+                r"\b(this|it)(?: is|'s) (?!my\b|your\b|our\b|her\b|his\b|the\b|a\b)[a-z]+'s (phone|number|mobile|cell)\b",
+                r"\1 is someone else's \2",
+            ),
+            (r"\bhow much\b", "price"),
+            (r"\bi(?: will|'ll) pass\b", "no"),
+            (r"\b(e-mail|e mail)\b", "email"),
+            (r"\bone pager\b", "one-pager"),
+        ]
+    ],
+    "ru": [
+        (re.compile(p), r)
+        for p, r in [
+            (r"\bстоп[- ]?лист", "список"),
+            (r"\bне[- ]не\b", "нет"),
+            (r"\bне то,? что(бы)?\b", "не"),
+            (
+                r"\bэто (телефон|номер) (?!мой\b|наш\b|её\b|ее\b|его\b)[а-я]+\b",
+                r"это чужой \1",
+            ),  # "это телефон Марка"  # "это не то, что нас интересует": the comma must not end the negation
+            (r"\bсколько стоит\b", "цена"),
+            (r"\bпочем\b", "цена"),
+            (r"\bчерный список", "список"),
+        ]
+    ],
 }
-_NUMBERS_EN = {str(i): w for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_NUMBERS_EN = {str(i): w for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
 _TIME_EN = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?(?=\W|$)")
 
 
 # Negated, these words negate the rest of their clause: "I don't want to talk to anyone", "не нужна нам встреча".
-_NEGATION_SPREADERS = {"en": frozenset({"want", "need", "interest", "like", "wish"}),
-                       "ru": frozenset({"хоч", "хот", "интересн", "интерес"})}
+_NEGATION_SPREADERS = {
+    "en": frozenset({"want", "need", "interest", "like", "wish"}),
+    "ru": frozenset({"хоч", "хот", "интересн", "интерес"}),
+}
 _STOP_WEIGHT = 0.3
 _PRIORITY_MARGIN = 0.1  # scores this close count as a tie that the intents' priorities break
 _CONTENT_WEIGHT = 1.0

@@ -148,7 +148,11 @@ def run_case(graph: ScriptGraph, case: ScriptTestCase, default_contact: dict[str
         log.append(f"customer: {turn.describe()}")
         actions = conv.send(turn)
         last = conv.engine.turns[-1] if conv.engine.turns else None
-        made = f" → {last.result}" + (f" '{last.intent}' ({last.score})" if last and last.intent and last.score is not None else "") if last else ""
+        made = (
+            f" → {last.result}" + (f" '{last.intent}' ({last.score})" if last and last.intent and last.score is not None else "")
+            if last
+            else ""
+        )
         record(actions, f"turn {n} at '{node}': customer {turn.describe()}{made}")
 
     res = conv.result()

@@ -12,28 +12,74 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import product
 
-_EN_NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-               "sixteen seventeen eighteen nineteen").split()
+_EN_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
 _EN_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-_RU_NUMBERS = ("ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать тринадцать "
-               "четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать").split()
+_RU_NUMBERS = (
+    "ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать тринадцать "
+    "четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать"
+).split()
 _RU_TENS = "двадцать тридцать сорок пятьдесят шестьдесят семьдесят восемьдесят девяносто".split()
 
-_EN_DAYS = ("today", "tomorrow", "the day after tomorrow", "monday", "tuesday", "wednesday", "thursday", "friday",
-            "next week", "on monday", "on tuesday", "on wednesday", "on thursday", "on friday")
+_EN_DAYS = (
+    "today",
+    "tomorrow",
+    "the day after tomorrow",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "next week",
+    "on monday",
+    "on tuesday",
+    "on wednesday",
+    "on thursday",
+    "on friday",
+)
 _EN_PARTS = ("morning", "afternoon", "evening", "in the morning", "in the afternoon", "in the evening")
 _EN_HOURS = _EN_NUMBERS[1:13]
-_EN_RELATIVE = ("in an hour", "in two hours", "in three hours", "in half an hour", "in thirty minutes",
-                "in fifteen minutes", "later today", "tonight", "this afternoon", "this evening", "after lunch")
+_EN_RELATIVE = (
+    "in an hour",
+    "in two hours",
+    "in three hours",
+    "in half an hour",
+    "in thirty minutes",
+    "in fifteen minutes",
+    "later today",
+    "tonight",
+    "this afternoon",
+    "this evening",
+    "after lunch",
+)
 _EN_LEADS = ("", "call me ")
 
-_RU_DAYS = ("сегодня", "завтра", "послезавтра", "в понедельник", "во вторник", "в среду", "в четверг", "в пятницу",
-            "на следующей неделе")
+_RU_DAYS = ("сегодня", "завтра", "послезавтра", "в понедельник", "во вторник", "в среду", "в четверг", "в пятницу", "на следующей неделе")
 _RU_PARTS = ("утром", "днем", "вечером", "после обеда")
-_RU_HOURS = ("в час", "в два", "в три", "в четыре", "в пять", "в шесть", "в семь", "в восемь", "в девять", "в десять",
-             "в одиннадцать", "в двенадцать")
-_RU_RELATIVE = ("через час", "через два часа", "через три часа", "через полчаса", "через пятнадцать минут",
-                "сегодня вечером", "после обеда")
+_RU_HOURS = (
+    "в час",
+    "в два",
+    "в три",
+    "в четыре",
+    "в пять",
+    "в шесть",
+    "в семь",
+    "в восемь",
+    "в девять",
+    "в десять",
+    "в одиннадцать",
+    "в двенадцать",
+)
+_RU_RELATIVE = (
+    "через час",
+    "через два часа",
+    "через три часа",
+    "через полчаса",
+    "через пятнадцать минут",
+    "сегодня вечером",
+    "после обеда",
+)
 _RU_LEADS = ("", "перезвоните ")
 
 

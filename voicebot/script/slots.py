@@ -77,12 +77,12 @@ def _phrases(phrases: str, value: _T) -> dict[tuple[str, ...], _T]:
 
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_RU_WEEKDAYS = ("понедельник", "вторник", "среду, среда", "четверг", "пятницу, пятница", "субботу, суббота",
-                "воскресенье")
+_RU_WEEKDAYS = ("понедельник", "вторник", "среду, среда", "четверг", "пятницу, пятница", "субботу, суббота", "воскресенье")
 
 _EN = _Lang(
-    units=_counted("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
-                   " fifteen sixteen seventeen eighteen nineteen"),
+    units=_counted(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
+    ),
     tens=_counted("twenty thirty forty fifty sixty seventy eighty ninety", 20, 10),
     hundred=frozenset({"hundred"}),
     thousand=frozenset({"thousand"}),
@@ -90,8 +90,7 @@ _EN = _Lang(
     articles=frozenset({"a", "an"}),
     zero_words=frozenset({"oh"}),
     yes_no={
-        **_phrases("yes, yeah, yep, yup, sure, correct, right, of course, absolutely, okay, ok, alright,"
-                   " no problem", "yes"),
+        **_phrases("yes, yeah, yep, yup, sure, correct, right, of course, absolutely, okay, ok, alright, no problem", "yes"),
         **_phrases("no, nope, not really, nah, of course not, absolutely not", "no"),
         **_phrases("right now, not sure", ""),  # hold a yes/no word but answer neither
     },
@@ -128,8 +127,10 @@ _EN = _Lang(
 
 _RU = _Lang(
     units={
-        **_counted("ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать"
-                   " тринадцать четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать"),
+        **_counted(
+            "ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать"
+            " тринадцать четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать"
+        ),
         **_counted("одна одну одно", 1, 0),
         "две": 2,
     },
@@ -169,8 +170,9 @@ _RU = _Lang(
     relative_fixed=_phrases("полчаса", (30, "minute")),
     offsets={("без", "четверти"): -15, ("без", "пяти"): -5, ("без", "десяти"): -10, ("без", "двадцати"): -20},
     ordinal_offsets={"половина": 30, "половине": 30, "пол": 30, "четверть": 15},
-    ordinals=_counted("первого второго третьего четвертого пятого шестого седьмого восьмого девятого десятого"
-                      " одиннадцатого двенадцатого", 1),
+    ordinals=_counted(
+        "первого второго третьего четвертого пятого шестого седьмого восьмого девятого десятого одиннадцатого двенадцатого", 1
+    ),
 )
 
 _LANGS = {"en": _EN, "ru": _RU}
@@ -302,10 +304,7 @@ def _extract_digits(tokens: list[str], lang: _Lang) -> str | None:
 def _next_to_digit(tokens: list[str], i: int, lang: _Lang) -> bool:
     # "oh" is only a zero among other digits; elsewhere it is an interjection.
     neighbours = tokens[max(i - 1, 0) : i] + tokens[i + 1 : i + 2]
-    return any(
-        t.isdigit() or t in lang.zero_words or _word_kind(t, lang)[0] in ("zero", "unit", "teen", "tens")
-        for t in neighbours
-    )
+    return any(t.isdigit() or t in lang.zero_words or _word_kind(t, lang)[0] in ("zero", "unit", "teen", "tens") for t in neighbours)
 
 
 # --- yes / no ------------------------------------------------------------------

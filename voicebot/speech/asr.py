@@ -6,8 +6,9 @@ is shared by every call of a process, each call gets its own ``AsrStream``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)

@@ -331,15 +331,15 @@ def pull(
 def _unknown(name: str, entries: list[ModelEntry], manifest: str | Path | None) -> str:
     names = [e.name for e in entries]
     hint = difflib.get_close_matches(name, names, n=1)
-    return (f"unknown model '{name}': it is not in {manifest or MANIFEST}"
-            + (f" (did you mean '{hint[0]}'?)" if hint else f"; known models: {', '.join(names)}"))
+    return f"unknown model '{name}': it is not in {manifest or MANIFEST}" + (
+        f" (did you mean '{hint[0]}'?)" if hint else f"; known models: {', '.join(names)}"
+    )
 
 
 def _check_can_install(entry: ModelEntry, root: Path, allow_unverified: bool, report: PullProgress) -> None:
     dest = root / entry.name
     if dest.exists():
-        raise ModelError(f"{dest} exists but is not a complete install of {entry.name}: remove it and pull again",
-                         code="model-install")
+        raise ModelError(f"{dest} exists but is not a complete install of {entry.name}: remove it and pull again", code="model-install")
     unverified = [f.filename for f in entry.downloads if f.sha256 is None]
     if unverified and not allow_unverified:
         raise ModelError(
@@ -394,8 +394,10 @@ def _download(url: str, part: Path, size: int | None, report: PullProgress, time
             with part.open("ab" if start else "wb") as out:
                 done = _copy(response, out, start, size or end, report, part.stem)
             if end is not None and done < end:  # urllib returns a cut-off body without raising
-                raise ModelError(f"download of {url} broke off at {done} of {end} bytes; "
-                                 "the partial file is kept: pull again to resume", code="model-download")
+                raise ModelError(
+                    f"download of {url} broke off at {done} of {end} bytes; the partial file is kept: pull again to resume",
+                    code="model-download",
+                )
     except HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:  # the partial file is complete or stale: start over
@@ -428,8 +430,11 @@ def _start_of(response: Any, offset: int, part: Path, url: str) -> int:
     m = re.match(r"bytes (\d+)-", content_range)
     if not m or int(m.group(1)) != offset:
         part.unlink()
-        raise ModelError(f"{url}: asked to resume from byte {offset}, the server sent '{content_range}'; "
-                         "the partial file was deleted: pull again to start over", code="model-download")
+        raise ModelError(
+            f"{url}: asked to resume from byte {offset}, the server sent '{content_range}'; "
+            "the partial file was deleted: pull again to start over",
+            code="model-download",
+        )
     return offset
 
 
@@ -451,20 +456,24 @@ def _copy(response: Any, out: BinaryIO, done: int, total: int | None, report: Pu
 def _verify(part: Path, file: ModelFile, report: PullProgress) -> None:
     got = part.stat().st_size
     if file.size_bytes is not None and got < file.size_bytes:
-        raise ModelError(f"{file.filename}: the download ended at {got} of {file.size_bytes} bytes; "
-                         "the partial file is kept: pull again to resume", code="model-download")
+        raise ModelError(
+            f"{file.filename}: the download ended at {got} of {file.size_bytes} bytes; the partial file is kept: pull again to resume",
+            code="model-download",
+        )
     if file.size_bytes is not None and got > file.size_bytes:
         part.unlink()
-        raise ModelError(f"{file.filename}: expected {file.size_bytes} bytes, got {got}; the download was deleted",
-                         code="model-size")
+        raise ModelError(f"{file.filename}: expected {file.size_bytes} bytes, got {got}; the download was deleted", code="model-size")
     if file.sha256 is None:
         return
     report.note(f"verifying {file.filename}")
     actual = _sha256(part)
     if actual != file.sha256:
         part.unlink()
-        raise ModelError(f"{file.filename}: checksum mismatch: expected sha256 {file.sha256}, got {actual}; "
-                         "the download was deleted: pull again to retry", code="model-checksum")
+        raise ModelError(
+            f"{file.filename}: checksum mismatch: expected sha256 {file.sha256}, got {actual}; "
+            "the download was deleted: pull again to retry",
+            code="model-checksum",
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -506,8 +515,7 @@ def _unpack(archive: Path, stage: Path) -> Path:
             zf.extractall(stage)
     except zipfile.BadZipFile as exc:
         archive.unlink()
-        raise ModelError(f"{archive.stem} is not a valid zip archive ({exc}); the download was deleted",
-                         code="model-archive") from exc
+        raise ModelError(f"{archive.stem} is not a valid zip archive ({exc}); the download was deleted", code="model-archive") from exc
     children = list(stage.iterdir())
     return children[0] if len(children) == 1 and children[0].is_dir() else stage
 
@@ -516,8 +524,10 @@ def _check_member(member: str, archive: Path) -> None:
     path = PurePosixPath(member.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", member):
         archive.unlink()
-        raise ModelError(f"{archive.stem}: refusing to unpack unsafe member '{member}' (absolute path or '..'); "
-                         "the download was deleted", code="model-unsafe-archive")
+        raise ModelError(
+            f"{archive.stem}: refusing to unpack unsafe member '{member}' (absolute path or '..'); the download was deleted",
+            code="model-unsafe-archive",
+        )
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -581,8 +591,7 @@ def cmd_path(args: argparse.Namespace) -> int:
         print(f"{_unknown(args.name, entries, args.manifest)}, and there is no {root / args.name}", file=sys.stderr)
     else:
         also = f" nor in package {entry.bundled.package}" if entry.bundled else ""
-        print(f"{args.name} is not installed: not in {root / args.name}{also}; "
-              f"run: voicebot models pull {args.name}", file=sys.stderr)
+        print(f"{args.name} is not installed: not in {root / args.name}{also}; run: voicebot models pull {args.name}", file=sys.stderr)
     return 1
 
 
@@ -598,8 +607,9 @@ class _ConsoleProgress:
     def __init__(self) -> None:
         self.console = Console(highlight=False)
         self.bars = (
-            Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                     console=self.console, transient=True)
+            Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=self.console, transient=True
+            )
             if self.console.is_terminal
             else None
         )

@@ -82,7 +82,9 @@ def _with_config(name: str, model: Path) -> VoiceFiles:
 class PiperTts:
     """A loaded Piper voice. Thread-safe: onnxruntime sessions may run concurrently."""
 
-    def __init__(self, voice: str | Path, models_dir: Path | None = None, speaker: int | str | None = None, length_scale: float = 1.0) -> None:
+    def __init__(
+        self, voice: str | Path, models_dir: Path | None = None, speaker: int | str | None = None, length_scale: float = 1.0
+    ) -> None:
         self.files = find_voice(voice, models_dir)
         try:
             self._voice = PiperVoice.load(self.files.model, self.files.config)

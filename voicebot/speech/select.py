@@ -11,8 +11,8 @@ for English without either, PocketSphinx's bundled model.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from voicebot.config import AsrSettings
 from voicebot.errors import AsrError
@@ -64,8 +64,11 @@ def _named_model(model: str, root: Path) -> Path:
     given = Path(model).expanduser()
     found = given if given.is_dir() else models.model_path(model, root)
     if found is None:
-        raise AsrError(f"ASR model '{model}' is neither a directory nor installed in {root}; "
-                       f"`voicebot models pull {model}` installs a model of the manifest", code="asr-model-missing")
+        raise AsrError(
+            f"ASR model '{model}' is neither a directory nor installed in {root}; "
+            f"`voicebot models pull {model}` installs a model of the manifest",
+            code="asr-model-missing",
+        )
     return found.resolve()
 
 
@@ -88,9 +91,14 @@ def _looks_like_vosk(directory: Path) -> bool:
 
 def _no_model_message(engine: str, lang: str, root: Path) -> str:
     known = [s.name for s in models.list_models(root) if s.kind == "vosk" and s.language == lang]
-    how = (f"`voicebot models pull NAME` installs one ({', '.join(known)})" if known else
-           f"The model manifest lists none for '{lang}' (`voicebot models list`, `voicebot models pull NAME`): "
-           f"unpack a Vosk model for it into {root}/")
+    how = (
+        f"`voicebot models pull NAME` installs one ({', '.join(known)})"
+        if known
+        else f"The model manifest lists none for '{lang}' (`voicebot models list`, `voicebot models pull NAME`): "
+        f"unpack a Vosk model for it into {root}/"
+    )
     fallback = "" if engine == "vosk" else "; PocketSphinx ships US English only"
-    return (f"no speech recognition model for language '{lang}': looked for a Vosk model in {root} "
-            f"(a folder named like vosk-model-small-{lang}-0.22) and in installed model packages{fallback}. {how}")
+    return (
+        f"no speech recognition model for language '{lang}': looked for a Vosk model in {root} "
+        f"(a folder named like vosk-model-small-{lang}-0.22) and in installed model packages{fallback}. {how}"
+    )

@@ -56,11 +56,11 @@ import logging
 import re
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from statistics import fmean
-from typing import Sequence
 
 import pocketsphinx
 from pocketsphinx import Decoder, NGramModel
@@ -136,8 +136,9 @@ class PocketSphinxEngine:
 
     def __init__(self, language: str = "en", model_dir: str | Path | None = None) -> None:
         if model_dir is None and language.split("-")[0].lower() != "en":
-            raise AsrError(f"PocketSphinx ships a US-English model only; language '{language}' needs its own model_dir",
-                           code="asr-model-missing")
+            raise AsrError(
+                f"PocketSphinx ships a US-English model only; language '{language}' needs its own model_dir", code="asr-model-missing"
+            )
         self.language = language
         self.model = SphinxModel.find(Path(model_dir) if model_dir else Path(pocketsphinx.get_model_path()) / "en-us")
         # One decoder with the whole dictionary answers every stream's look-ups, so a
@@ -145,8 +146,7 @@ class PocketSphinxEngine:
         try:
             self._lexicon = Decoder(hmm=str(self.model.hmm), dict=str(self.model.dictionary), lm=None, loglevel="FATAL")
         except (RuntimeError, ValueError) as exc:
-            raise AsrError(f"PocketSphinx cannot load the model in {self.model.hmm.parent}: {exc}",
-                           code="asr-model-invalid") from exc
+            raise AsrError(f"PocketSphinx cannot load the model in {self.model.hmm.parent}: {exc}", code="asr-model-invalid") from exc
         self._lm: NGramModel | None = None
         self._lm_lock = threading.Lock()
         self._spares: list[Decoder] = []  # narrowband decoders with the whole dictionary and the n-gram search
@@ -159,8 +159,9 @@ class PocketSphinxEngine:
     def decoder(self, narrowband: bool) -> Decoder:
         """A decoder with an empty dictionary and no search yet."""
         cmn = {"cmninit": _NARROWBAND_CMN} if narrowband else {}
-        return Decoder(hmm=str(self.model.hmm), dict=None, lm=None, samprate=MODEL_RATE_HZ, loglevel="FATAL", dither=True,
-                       **_DECODER_OPTIONS, **cmn)
+        return Decoder(
+            hmm=str(self.model.hmm), dict=None, lm=None, samprate=MODEL_RATE_HZ, loglevel="FATAL", dither=True, **_DECODER_OPTIONS, **cmn
+        )
 
     def keep_free_text_decoders(self, count: int) -> None:
         """Have ``count`` narrowband decoders ready for free-text answers, for the streams to take.

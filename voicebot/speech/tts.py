@@ -26,7 +26,9 @@ class EspeakTts:
     def __init__(self, voice: str, speed_wpm: int = 160) -> None:
         self.binary = shutil.which("espeak-ng")
         if self.binary is None:
-            raise TtsError("espeak-ng is not installed (Debian: apt-get install espeak-ng; `make setup` does it)", code="tts-engine-missing")
+            raise TtsError(
+                "espeak-ng is not installed (Debian: apt-get install espeak-ng; `make setup` does it)", code="tts-engine-missing"
+            )
         self.voice = voice
         self.speed_wpm = speed_wpm
 
@@ -45,7 +47,9 @@ class EspeakTts:
                 check=True,
             )
         except subprocess.CalledProcessError as exc:
-            raise TtsError(f"espeak-ng failed for voice '{self.voice}': {exc.stderr.decode(errors='replace').strip()}", code="tts-synthesis-failed") from exc
+            raise TtsError(
+                f"espeak-ng failed for voice '{self.voice}': {exc.stderr.decode(errors='replace').strip()}", code="tts-synthesis-failed"
+            ) from exc
         except subprocess.TimeoutExpired as exc:
             raise TtsError(f"espeak-ng took over {_ESPEAK_TIMEOUT_S} s", code="tts-synthesis-failed") from exc
         pcm, rate = read_wav(io.BytesIO(proc.stdout))

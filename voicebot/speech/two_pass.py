@@ -19,7 +19,7 @@ no grammar: Whisper alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from voicebot.speech.asr import AsrEngine, AsrResult, AsrStream
 

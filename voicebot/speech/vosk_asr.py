@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from statistics import fmean
-from typing import Sequence
 
 import vosk
 
@@ -100,8 +100,10 @@ class VoskEngine:
     def _grammar(self, phrases: tuple[str, ...]) -> str | None:
         """The Vosk grammar (JSON) for these phrases, or None when recognition stays unrestricted."""
         if not self.info.runtime_grammar:
-            log.warning("Vosk model %s has a static graph (HCLG.fst) and cannot be restricted to a node's "
-                        "phrases: recognising without a grammar", self.model_dir)
+            log.warning(
+                "Vosk model %s has a static graph (HCLG.fst) and cannot be restricted to a node's phrases: recognising without a grammar",
+                self.model_dir,
+            )
             return None
         kept: dict[str, None] = {}
         unknown: set[str] = set()
@@ -113,11 +115,9 @@ class VoskEngine:
                 kept.setdefault(" ".join(known), None)
         if unknown:
             # Vosk skips them too, but warns on stderr for every recogniser: say it once, through logging.
-            log.warning("Vosk model %s does not know %s: left out of the grammar", self.model_dir,
-                        ", ".join(sorted(unknown)))
+            log.warning("Vosk model %s does not know %s: left out of the grammar", self.model_dir, ", ".join(sorted(unknown)))
         if not kept:
-            log.warning("no word of the vocabulary is known to Vosk model %s: recognising without a grammar",
-                        self.model_dir)
+            log.warning("no word of the vocabulary is known to Vosk model %s: recognising without a grammar", self.model_dir)
             return None
         return json.dumps([*kept, *([self._unk] if self._unk else [])], ensure_ascii=False)
 

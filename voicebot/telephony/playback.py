@@ -65,7 +65,9 @@ class PlaybackSession:
             write_wav(self._record_path, bytes(self.heard), self.fmt.rate_hz)
 
 
-def playback_sessions(pcm: bytes, record_dir: Path | None = None, hang_up_after_ms: int | None = None) -> Callable[[str, AudioFormat, dict[str, str]], PlaybackSession]:
+def playback_sessions(
+    pcm: bytes, record_dir: Path | None = None, hang_up_after_ms: int | None = None
+) -> Callable[[str, AudioFormat, dict[str, str]], PlaybackSession]:
     """A picklable factory of ``PlaybackSession``s recording to ``record_dir/<attempt_id>.wav``."""
     return functools.partial(_playback_session, pcm, record_dir, hang_up_after_ms)
 

@@ -223,7 +223,9 @@ class _SessionThread:
             if isinstance(message, Close):
                 reported.discard(attempt_id)
                 if dropped := self._inbox.take_dropped(attempt_id):
-                    print(f"voicebot worker: {attempt_id}: {dropped} inbound frames dropped (the session thread fell behind)", file=sys.stderr)
+                    print(
+                        f"voicebot worker: {attempt_id}: {dropped} inbound frames dropped (the session thread fell behind)", file=sys.stderr
+                    )
                 self._notices.put(("closed", attempt_id, self._record(attempt_id)))
                 continue
             try:
@@ -275,8 +277,13 @@ class MediaWorker:
                 warm()
             self._kept_for_operators = kept = int(getattr(self.settings.session_factory, "operator_legs", 0))
             if self._sip.max_calls - kept < 1:
-                events.put(WorkerFailed("sip-no-room-for-operator", f"this pjsua build takes {self._sip.max_calls} calls at once: "
-                                        f"none left for customers after {kept} kept for bridged handoffs' operator legs"))
+                events.put(
+                    WorkerFailed(
+                        "sip-no-room-for-operator",
+                        f"this pjsua build takes {self._sip.max_calls} calls at once: "
+                        f"none left for customers after {kept} kept for bridged handoffs' operator legs",
+                    )
+                )
                 return
             self._capacity = customer_capacity(self._sip.max_calls, kept, 0)
             events.put(Ready(self._capacity, self._sip.local_address))
@@ -417,8 +424,7 @@ class MediaWorker:
         # Calls and ports are dropped here, outside their own callbacks, once
         # the session has seen the hangup (so the outcome it reports is final).
         done = [
-            a for a, leg in self._legs.items()
-            if leg.disconnected and (leg.session is None or a in self._closed) and _operator_gone(leg)
+            a for a, leg in self._legs.items() if leg.disconnected and (leg.session is None or a in self._closed) and _operator_gone(leg)
         ]
         for attempt_id in done:
             leg = self._legs.pop(attempt_id)
@@ -741,7 +747,9 @@ class WorkerProcess:
 
     def _make_process(self, ctx):  # noqa: ANN001, ANN202
         commands_in, events_out = self._child_ends
-        return ctx.Process(target=run_worker, args=(self._settings, PipeChannel(commands_in), PipeChannel(events_out)), name="media-worker", daemon=True)
+        return ctx.Process(
+            target=run_worker, args=(self._settings, PipeChannel(commands_in), PipeChannel(events_out)), name="media-worker", daemon=True
+        )
 
     def launch(self) -> None:
         self.process.start()
@@ -766,7 +774,9 @@ class WorkerProcess:
             except queue.Empty:
                 if time.monotonic() >= deadline or not self.process.is_alive():
                     code = self.process.exitcode
-                    raise SipError(f"no event from the media worker within {timeout_s} s (exit code {code})", code="sip-worker-timeout") from None
+                    raise SipError(
+                        f"no event from the media worker within {timeout_s} s (exit code {code})", code="sip-worker-timeout"
+                    ) from None
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """Ask the worker to hang up and exit; kill it if it does not. Returns its exit code."""

@@ -34,7 +34,7 @@ class VoiceDetector:
         self._vad = webrtcvad.Vad(aggressiveness)
         self.min_dbfs = min_dbfs
         self.echo_margin_db = echo_margin_db
-        self._played = deque(maxlen=max(1, echo_window_ms // fmt.frame_ms))
+        self._played: deque[float] = deque(maxlen=max(1, echo_window_ms // fmt.frame_ms))
 
     def note_played(self, frame: bytes) -> None:
         """Tell the detector what the bot sent in this tick (silence included)."""

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz import fuzz
 
+from voicebot.audio.frames import rms_dbfs
 from voicebot.audio.resample import resample
 from voicebot.errors import AsrError
 from voicebot.speech.asr import AsrResult
@@ -310,9 +311,7 @@ class Voicing:
         n = len(self._pending) // self._frame_bytes
         for i in range(n):
             frame = bytes(self._pending[i * self._frame_bytes : (i + 1) * self._frame_bytes])
-            samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-            rms = float(np.sqrt(np.mean(samples * samples)))
-            self._levels.append(20 * math.log10(rms / 32768.0) if rms > 0 else -120.0)
+            self._levels.append(max(rms_dbfs(frame), -120.0))  # digital silence (-inf) as a finite floor
             self._vad_says.append(self._vad.is_speech(frame, self.rate_hz) if self._vad else True)
         del self._pending[: n * self._frame_bytes]
 
@@ -340,7 +339,6 @@ class WhisperStream:
         self._decoded: AsrResult | None = None  # the last decode of what has been pushed
         self._decoded_at = 0  # frames pushed at that decode
         self._floor_at_decode = -120.0
-        self.decodes = 0  # for benchmarks and tests: how often this stream ran the model
 
     def set_vocabulary(self, phrases: Sequence[str] | None) -> None:
         """Whisper is not restricted: the matcher decides what fits, and rejects what does not."""
@@ -373,7 +371,6 @@ class WhisperStream:
             return AsrResult("", 0.0, final)
         if self._decoded is None or self._speech_after_decode():
             heard = self.engine.transcribe(bytes(self._audio), self.rate_hz)
-            self.decodes += 1
             self._decoded = AsrResult(heard.text, round(heard.confidence, 4), False)
             self._decoded_at = self._voicing.frames
             self._floor_at_decode = self._voicing.floor_dbfs()

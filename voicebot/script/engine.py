@@ -16,6 +16,7 @@ from pathlib import Path
 from voicebot.config import Prompt, Route
 from voicebot.errors import ScriptError
 from voicebot.script.graph import CompiledNode, ScriptGraph
+from voicebot.script.intents import IntentMatch
 from voicebot.script.slots import extract_slot
 from voicebot.script.templates import render
 
@@ -270,7 +271,7 @@ class ScriptEngine:
             self._silence(actions)
             return
         node = self.node
-        event = self._with_alternative(event, node)
+        event, match = self._with_alternative(event, node)
         text = event.text.strip()
         if not text:  # something was said, but nothing the open-vocabulary pass could tell
             self.transcript.append(("customer", "[unclear]"))
@@ -284,7 +285,6 @@ class ScriptEngine:
             self.turns.append(Turn(node.id, "heard", text, event.confidence, result="low_confidence"))
             self._no_match_or_fallback(actions)
             return
-        match = node.matcher.match(text) if node.matcher else None
         if match:
             route, is_global = node.route_for(match.intent)
             confirm = node.confirms.get(match.intent)
@@ -310,16 +310,17 @@ class ScriptEngine:
         self.turns.append(Turn(node.id, "heard", text, event.confidence, result="no_match"))
         self._no_match_or_fallback(actions)
 
-    def _with_alternative(self, event: Heard, node: CompiledNode) -> Heard:
+    def _with_alternative(self, event: Heard, node: CompiledNode) -> tuple[Heard, IntentMatch | None]:
         """The open-vocabulary text, with more confidence when the grammar pass found the same intent; unless it
         matches nothing and a grammar hypothesis that does sounds like it (or is a word or two the open pass could
-        not make out): then that hypothesis, below 0.9 confidence (a consequential intent is confirmed)."""
+        not make out): then that hypothesis, below 0.9 confidence (a consequential intent is confirmed). With it, the
+        node's match of the text it returns (matched once here, not again by the caller)."""
         matcher = node.matcher
         # Nothing the open pass could make out is no evidence for any phrase: on the spoken dev answers every
         # grammar word taken for an empty text was wrong (7 of 7: a long "put me on your do-not-call list"
         # came out of the grammar as "go ahead"). It is a no-match ("[unclear]"), and the node asks again.
-        if not event.alternatives or matcher is None or not event.text.strip():
-            return event
+        if matcher is None or not event.text.strip():
+            return event, None
         heard = matcher.match(event.text)
         for alt_text, alt_confidence in event.alternatives:
             alt = matcher.match(alt_text)
@@ -328,12 +329,12 @@ class ScriptEngine:
             if heard is not None and heard.intent == alt.intent:
                 # two recognisers, one restricted and one not, reached the same answer: that is evidence
                 # beyond either one's own score (Whisper's is low on robotic or noisy voices even when right)
-                return Heard(event.text, max(event.confidence, min(alt_confidence, _AGREEMENT_CONFIDENCE)))
+                return Heard(event.text, max(event.confidence, min(alt_confidence, _AGREEMENT_CONFIDENCE))), heard
             if heard is not None:
                 continue
             likeness = matcher.sounds_alike(event.text, alt_text)
             if likeness >= _ALTERNATIVE_LIKENESS:
-                return Heard(alt_text, round(min(likeness, alt_confidence) * _ALTERNATIVE_DISCOUNT, 3))
+                return Heard(alt_text, round(min(likeness, alt_confidence) * _ALTERNATIVE_DISCOUNT, 3)), alt
             # A word or two that the open pass could not make out ("yes", "Tuesday" in some voices come
             # out as "" or "to make"): a short grammar match is not a long answer forced onto a phrase,
             # which is where a grammar goes wrong. Taken at a confidence that has consequences confirmed.
@@ -343,8 +344,8 @@ class ScriptEngine:
                 and event.confidence < _UNSURE
                 and alt_confidence >= _UNSURE
             ):
-                return Heard(alt_text, min(alt_confidence, _SHORT_CONFIDENCE))
-        return Heard(event.text, event.confidence)
+                return Heard(alt_text, min(alt_confidence, _SHORT_CONFIDENCE)), alt
+        return Heard(event.text, event.confidence), heard
 
     def _confirmation(self, text: str, confidence: float, actions: list[Action]) -> bool:
         """The answer to "just to be sure...?": True when it was a yes or a no (and has been acted on);

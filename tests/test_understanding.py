@@ -244,13 +244,32 @@ def test_the_open_text_wins_when_it_matches(graph):
     assert engine.path[-1] == "handoff_buying"
 
 
+def test_a_second_opinion_is_asked_for_only_where_it_can_change_what_happens(graph):
+    asked = []
+
+    def opinion():
+        asked.append(1)
+        return (("take me off your list", 0.9),)
+
+    engine = started(graph)
+    engine.handle(Heard("how much does it cost", 0.8, second_opinion=opinion))
+    assert engine.path[-1] == "handoff_buying" and asked == []
+    engine = started(graph)
+    engine.handle(Heard("Make me of your lip.", 0.55, second_opinion=opinion))
+    assert asked == [1] and engine.turns[-1].result == "confirm" and engine.turns[-1].intent == "dnc"
+    # a match that would be confirmed: two recognisers that agree on it are sure enough to act
+    engine = started(graph)
+    engine.handle(Heard("take me off your list", 0.5, second_opinion=opinion))
+    assert asked == [1, 1] and engine.outcome == "dnc"
+
+
 def test_something_heard_that_the_open_pass_could_not_tell_is_a_no_match_not_a_silence(graph):
     engine = started(graph)
     engine.handle(Heard("", 0.0, alternatives=(("yes", 0.3),)))  # the grammar unsure too
     assert engine.turns[-1].result == "no_match" and engine.turns[-1].kind == "heard"
 
 
-def test_two_pass_stream_partials_from_the_grammar_text_from_the_open_pass():
+def test_two_pass_stream_runs_the_grammar_only_while_a_barge_in_wants_words():
     from voicebot.speech.asr import AsrResult
     from voicebot.speech.two_pass import TwoPassStream
 
@@ -258,7 +277,7 @@ def test_two_pass_stream_partials_from_the_grammar_text_from_the_open_pass():
         rate_hz = 8000
 
         def __init__(self, text, partial=""):
-            self.text, self.partial, self.pushed, self.vocab = text, partial, 0, "unset"
+            self.text, self.partial, self.pushed, self.vocab, self.resets = text, partial, 0, "unset", 0
 
         def set_vocabulary(self, phrases):
             self.vocab = phrases
@@ -274,21 +293,51 @@ def test_two_pass_stream_partials_from_the_grammar_text_from_the_open_pass():
             return AsrResult(self.text, 0.6, True)
 
         def reset(self):
-            pass
+            self.resets += 1
 
     open_pass, grammar = Stub("Take me off your lute."), Stub("take me off your list", partial="take me off")
     stream = TwoPassStream(open_pass, grammar)
     stream.set_vocabulary(["take me off your list", "yes"])
+    # an answer after the question: the open pass alone, the grammar not even fed...
+    assert stream.push(b"\0" * 320) == [] and grammar.pushed == 0
+    assert stream.peek().alternatives == ()
+    final = stream.flush()
+    assert final == AsrResult("Take me off your lute.", 0.6, True) and grammar.pushed == 0
+    # ...unless the script asks for a second opinion: then the grammar decodes the whole answer
+    assert final.second_opinion is not None and final.second_opinion() == (("take me off your list", 0.6),)
+    assert grammar.pushed == 1
+    stream.push(b"\0" * 320)
+    stale = stream.flush().second_opinion
+    stream.set_vocabulary(["yes", "no"])  # the next node listens: an opinion on the old phrases is none
+    assert stale is not None and stale() == ()
+    stream.set_vocabulary(["take me off your list", "yes"])
+    # a barge-in pauses the prompt: from the onset the grammar streams words to decide it with
+    stream.reset()
+    stream.want_hints(True)
     pushed = stream.push(b"\0" * 320)
     assert [(r.text, r.alternatives) for r in pushed] == [("", (("take me off", 1.0),))]  # a hint, not the text
     peeked = stream.peek()  # at a pause: what the open pass hears decides whether the answer is complete
     assert peeked.text == "Take me off your lute." and peeked.alternatives == (("take me off", 0.7),)
-    final = stream.flush()
+    final = stream.flush()  # it heard the whole utterance: its text goes along as the alternative
     assert final.text == "Take me off your lute." and final.alternatives == (("take me off your list", 0.6),)
-    stream.set_vocabulary(None)  # free text: the open pass alone, the grammar not even fed
-    before = grammar.pushed
-    assert stream.push(b"\0" * 320) == [] and grammar.pushed == before
+    # decided: the grammar forgets the turn, and the rest of it is the open pass's alone
+    stream.push(b"\0" * 320)
+    resets = grammar.resets
+    stream.want_hints(False)
+    assert grammar.resets == resets + 1
+    fed = grammar.pushed
+    assert stream.push(b"\0" * 320) == [] and grammar.pushed == fed
     assert stream.flush().alternatives == ()
+    # hints asked for in the middle of an utterance: hints, but no alternative from half an utterance
+    stream.push(b"\0" * 320)
+    stream.want_hints(True)
+    assert stream.push(b"\0" * 320) != []
+    assert stream.flush().alternatives == ()
+    stream.want_hints(False)
+    stream.set_vocabulary(None)  # free text: no grammar, hints or not
+    stream.want_hints(True)
+    assert stream.push(b"\0" * 320) == [] and stream.flush().alternatives == ()
+    assert stream.flush().second_opinion is None
 
 
 # --- the real recognisers on spoken answers ----------------------------------------------------------------

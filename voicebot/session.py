@@ -299,6 +299,7 @@ class _HeldTurn:
     text: str
     confidence: float
     alternatives: tuple[tuple[str, float], ...] = ()
+    second_opinion: Callable[[], tuple[tuple[str, float], ...]] | None = None
 
 
 class CallSession:
@@ -530,14 +531,17 @@ class CallSession:
             if self.bargein.speech_started(event.onset_ms, prompt_playing=not self.playout.paused, allowed=allowed):
                 self.playout.pause()
                 self.log.append(Interrupt(ts_ms, "pause", current[0], event.onset_ms))
-                self._begin_capture(event.onset_ms)
+                self._begin_capture(event.onset_ms, hints=True)
             return
         self._begin_capture(event.onset_ms)
         self.endpointer.begin(event.onset_ms)
         self._idle_since = None
 
-    def _begin_capture(self, onset_ms: int) -> None:
+    def _begin_capture(self, onset_ms: int, hints: bool = False) -> None:
         self.asr.reset()
+        # a paused prompt waits on words: a recogniser that decodes only whole utterances makes nothing of
+        # a lone "stop," before a pause, so a streaming pass runs until the barge-in is decided
+        self.asr.want_hints(hints)
         self._turn = _Turn(onset_ms)
         self._capturing = True
         for ts, frame in self._preroll:
@@ -578,6 +582,7 @@ class CallSession:
         current = self.playout.current
         prompt_id = current[0] if current else None
         words = self._turn.partial if self._turn else ""
+        self.asr.want_hints(False)
         self.log.append(Interrupt(ts_ms, decision.value, prompt_id, self._turn.onset_ms if self._turn else None, words))
         if decision is Interruption.RESUME:
             self.playout.resume()
@@ -618,9 +623,10 @@ class CallSession:
                     f"{held.text} {text}" if held else text,
                     min(held.confidence, confidence) if held else confidence,
                     () if held else final.alternatives,
+                    None if held else final.second_opinion,
                 )
         else:
-            self._execute(self.engine.handle(Heard(text, confidence, final.alternatives)), ts_ms)
+            self._execute(self.engine.handle(Heard(text, confidence, final.alternatives, final.second_opinion)), ts_ms)
         compute_ms = (time.perf_counter() - started) * 1000
         self.log.append(CustomerSaid(ts_ms, node, text, final.confidence, end.reason, end.last_voice_ms, end.ts_ms, round(compute_ms, 2)))
         self._awaiting_reply, self._awaiting_node = end, node
@@ -656,7 +662,7 @@ class CallSession:
         if verdict.kind != "machine" or self.engine.turns:
             # a person (or not sure, which counts as one), or someone already answered the script
             if held is not None and self.outcome is None and self._voicemail is None:
-                self._execute(self.engine.handle(Heard(held.text, held.confidence, held.alternatives)), ts_ms)
+                self._execute(self.engine.handle(Heard(held.text, held.confidence, held.alternatives, held.second_opinion)), ts_ms)
             return
         for done in self.playout.clear(ts_ms):
             self._prompt_finished(done)

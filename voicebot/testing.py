@@ -67,6 +67,9 @@ class FakeAsr:
         self._utterance: int | None = None
         self._voiced_ms = 0
 
+    def want_hints(self, on: bool) -> None:
+        """Nothing to switch: see ``AsrStream.want_hints``."""
+
     def set_vocabulary(self, phrases) -> None:
         self.vocabularies.append(list(phrases) if phrases is not None else None)
 

@@ -305,7 +305,7 @@ class TimedStream:
         self._inner = inner
         self._spent = spent
         self.rate_hz = inner.rate_hz
-        for name in ("push", "peek", "flush", "reset", "set_vocabulary"):
+        for name in ("push", "peek", "flush", "reset", "set_vocabulary", "want_hints"):
             if hasattr(inner, name):
                 setattr(self, name, self._timed(getattr(inner, name), keep=name in ("peek", "flush")))
 
@@ -319,7 +319,24 @@ class TimedStream:
                 self._spent.wall_s += time.perf_counter() - wall
             if keep and (result.text or result.alternatives):
                 self._spent.last = {"text": result.text, "confidence": result.confidence, "hints": [list(a) for a in result.alternatives]}
+            if keep and result.second_opinion is not None:
+                # decoded later, inside the script engine, when it needs one: its time is the recogniser's too
+                result = replace(result, second_opinion=self._timed_opinion(result.second_opinion))
             return result
+
+        return timed
+
+    def _timed_opinion(self, decode: Callable) -> Callable:
+        def timed():  # noqa: ANN202
+            cpu, wall = time.process_time(), time.perf_counter()
+            try:
+                alternatives = decode()
+            finally:
+                self._spent.cpu_s += time.process_time() - cpu
+                self._spent.wall_s += time.perf_counter() - wall
+            if self._spent.last is not None:
+                self._spent.last = {**self._spent.last, "hints": [list(a) for a in alternatives]}
+            return alternatives
 
         return timed
 

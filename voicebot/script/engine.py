@@ -9,8 +9,8 @@ script tests and in analytics replays.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from voicebot.config import Prompt, Route
@@ -32,6 +32,8 @@ class Heard:
     # what a recogniser restricted to the node's phrases heard, (text, confidence): taken only where it
     # sounds like ``text`` (two-pass recognition; see voicebot/speech/two_pass.py)
     alternatives: tuple[tuple[str, float], ...] = ()
+    # the same alternatives, decoded only when asked for: when ``text`` matches none of the node's intents
+    second_opinion: Callable[[], tuple[tuple[str, float], ...]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -322,7 +324,10 @@ class ScriptEngine:
         if matcher is None or not event.text.strip():
             return event, None
         heard = matcher.match(event.text)
-        for alt_text, alt_confidence in event.alternatives:
+        alternatives = event.alternatives
+        if not alternatives and event.second_opinion is not None and self._opinion_matters(heard, event.confidence, node):
+            alternatives = event.second_opinion()
+        for alt_text, alt_confidence in alternatives:
             alt = matcher.match(alt_text)
             if alt is None:
                 continue
@@ -346,6 +351,17 @@ class ScriptEngine:
             ):
                 return Heard(alt_text, min(alt_confidence, _SHORT_CONFIDENCE)), alt
         return Heard(event.text, event.confidence), heard
+
+    @staticmethod
+    def _opinion_matters(heard: IntentMatch | None, confidence: float, node: CompiledNode) -> bool:
+        """Whether a second recogniser's hypothesis can change what happens: the text matches nothing, or is
+        too unsure to act on, or its intent would be confirmed first (in the demo, Whisper's "No." to an
+        espeak-ng "no" came at 0.53, under the 0.6 that has a call-ending answer confirmed). Elsewhere the
+        grammar decode is CPU spent on nothing."""
+        if heard is None or confidence < node.min_confidence:
+            return True
+        confirm = node.confirms.get(heard.intent)
+        return confirm is not None and min(heard.score, confidence) < confirm.below
 
     def _confirmation(self, text: str, confidence: float, actions: list[Action]) -> bool:
         """The answer to "just to be sure...?": True when it was a yes or a no (and has been acted on);

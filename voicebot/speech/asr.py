@@ -6,9 +6,11 @@ is shared by every call of a process, each call gets its own ``AsrStream``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
+
+Alternatives = tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,10 @@ class AsrResult:
     # (text, confidence) of a second recogniser restricted to the node's phrases, on the same audio
     # (two-pass recognition). Never the answer by itself: the script takes one only where it sounds
     # like ``text``, the open-vocabulary result (a grammar forces any answer onto some phrase).
-    alternatives: tuple[tuple[str, float], ...] = ()
+    alternatives: Alternatives = ()
+    # the same, asked for only when the script needs it (``text`` matched nothing): decoding on demand
+    # spends the second recogniser's CPU on the answers that need it, not on every one
+    second_opinion: Callable[[], Alternatives] | None = field(default=None, compare=False)
 
 
 class AsrStream(Protocol):
@@ -39,6 +44,11 @@ class AsrStream(Protocol):
 
     def reset(self) -> None:
         """Forget everything pushed so far."""
+
+    def want_hints(self, on: bool) -> None:
+        """Whether the session wants streaming words now (a barge-in waits on them). Only a stream
+        with a second, streaming pass beside an utterance-at-once one (``TwoPassStream``) runs that
+        pass just then; every other stream ignores it."""
 
     def set_vocabulary(self, phrases: Sequence[str] | None) -> None:
         """Restrict recognition to these phrases (plus an unknown-word garbage model where the engine has one); None lifts it."""

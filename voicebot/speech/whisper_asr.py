@@ -14,8 +14,9 @@ How it is run, measured on this 2-core box (8 kHz μ-law answers upsampled to 16
 - the encoder input is sized to the utterance (its end-of-turn silence cut to
   0.2 s) plus 0.5 s of silence instead of Whisper's 30 s window (faster-whisper
   always pads to 30 s: ~0.85 s of CPU per answer; sized: ~17 ms encoder + ~4 ms
-  per output token, ~0.1 s per answer in a call; `voicebot bench understanding`:
-  0.078 s of CPU per second of answer, PocketSphinx's grammar search 0.051 s). A
+  per output token, ~0.1 s per answer in a call; `voicebot bench understanding`
+  with greedy search: 0.078 s of CPU per second of answer, PocketSphinx's grammar
+  search 0.051 s). A
   30 s window hears short answers better ("yes sure" came out right, sized it
   came out "Yes, sir. Yes, sure.") at 5x the CPU;
 - a beam of 3: the dev answers at 20 dB, each decoded once and its text handed

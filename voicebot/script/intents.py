@@ -70,7 +70,7 @@ _STOP_WORDS = {
         "a an the i me my we us our you your it its is am are was were be been to of in on at for with "
         "this that these those do does did have has had so just really very well oh uh um er ah please "
         "and or would will can could should there here what about all too quite even ever actually "
-        "particularly exactly totally that's".split()
+        "particularly exactly totally that's any".split()
     ),
     "ru": set(
         "я мы вы ты он она оно они меня нас вас тебя его ее их мне нам вам это этот эта то та и в на с к "
@@ -105,6 +105,7 @@ _SYNONYM_GROUPS = {
         "compani": "compani firm organ organis organiz busi_nam",
         "robot": "robot bot autom machin recorded",
         "later": "later anoth",
+        "team": "team peopl guy staff folk crew",
     },
     "ru": {
         "человек": "человек оператор менеджер сотрудник специалист консультант жив руководител начальник",
@@ -118,7 +119,7 @@ _SYNONYM_GROUPS = {
         "да": "да аг уг конечн отличн год ок окей угу ладн",
         "нет": "нет неа",
         "компан": "компан фирм организац",
-        "робот": "робот автоответчик бот",
+        "робот": "робот автоответчик бот автомат автоматическ",
     },
 }
 _SYNONYMS = {lang: {stem: canon for canon, stems in groups.items() for stem in stems.split()} for lang, groups in _SYNONYM_GROUPS.items()}
@@ -139,6 +140,14 @@ _PHRASE_SUBS = {
             ),
             (r"\bhow much\b", "price"),
             (r"\bi(?: will|'ll) pass\b", "no"),
+            # a suggestion, not a negation: "why don't you send me a one-pager first"
+            (r"\bwhy (?:don't|do not|dont) you\b", "please"),
+            # "personal" stems to "person" (a human to talk to): "this is my personal mobile" is a private one
+            (r"\bpersonal(?:ly)?\b", "private"),
+            # a double negative denies the words it names: "it's not that I'm not interested, I just ..." is about the rest
+            (r"\bnot that (?:i|we)(?:'m| am|'re| are) not (?:interested|keen|bothered)\b", ""),
+            # a polite refusal: "nope, that's alright" is a no, not an "alright"
+            (r"^(no|nope|nah)[,.!]?\s+(?:that's|that is|it's|it is|we're|we are|i'm|i am) (?:alright|all right|fine|ok|okay)\b", r"\1 thanks"),
             (r"\b(e-mail|e mail)\b", "email"),
             (r"\bone pager\b", "one-pager"),
         ]
@@ -148,7 +157,11 @@ _PHRASE_SUBS = {
         for p, r in [
             (r"\bстоп[- ]?лист", "список"),
             (r"\bне[- ]не\b", "нет"),
-            (r"\bне то,? что(бы)?\b", "не"),
+            # "не то чтобы неинтересно" (it's not that ...) denies what it names; "это не то, что нас интересует" is a no
+            (r"\bне то,? чтобы\s+(?:не\s*)?\w+", ""),
+            (r"\bне то,? что\b", "не"),
+            (r"\bщас\b", "сейчас"),
+            (r"\bдавайте не\b", "не"),  # "давайте не сейчас" is not a "давайте"
             (
                 r"\bэто (телефон|номер) (?!мой\b|наш\b|её\b|ее\b|его\b)[а-я]+\b",
                 r"это чужой \1",

@@ -47,6 +47,22 @@ def said(actions):
 # --- confirmation of consequential intents --------------------------------------------------
 
 
+def test_a_short_phrase_in_a_long_unsure_answer_is_confirmed_not_acted_on(graph):
+    # Whisper's garble of an espeak-ng "Is there someone real I can talk to?": its "no" is not an answer
+    garbled = "There's some one real I can talk to. There's no one real"
+    engine = started(graph)
+    actions = engine.handle(Heard(garbled, 0.55))
+    assert engine.turns[-1].result == "confirm" and engine.turns[-1].intent == "no"
+    assert engine.path == ["greeting"] and any("just to be sure" in t.lower() for t in said(actions))
+    # the same words heard with confidence, or a short answer, are acted on
+    engine = started(graph)
+    engine.handle(Heard(garbled, 0.8))
+    assert engine.turns[-1].result == "intent" and engine.path[-1] == "ask_callback"
+    engine = started(graph)
+    engine.handle(Heard("No, not really.", 0.55))
+    assert engine.turns[-1].result == "intent"
+
+
 def test_a_weakly_heard_dnc_asks_before_it_acts(graph):
     engine = started(graph)
     actions = engine.handle(Heard("stop calling me", confidence=0.55))

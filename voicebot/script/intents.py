@@ -147,7 +147,10 @@ _PHRASE_SUBS = {
             # a double negative denies the words it names: "it's not that I'm not interested, I just ..." is about the rest
             (r"\bnot that (?:i|we)(?:'m| am|'re| are) not (?:interested|keen|bothered)\b", ""),
             # a polite refusal: "nope, that's alright" is a no, not an "alright"
-            (r"^(no|nope|nah)[,.!]?\s+(?:that's|that is|it's|it is|we're|we are|i'm|i am) (?:alright|all right|fine|ok|okay)\b", r"\1 thanks"),
+            (
+                r"^(no|nope|nah)[,.!]?\s+(?:that's|that is|it's|it is|we're|we are|i'm|i am) (?:alright|all right|fine|ok|okay)\b",
+                r"\1 thanks",
+            ),
             (r"\b(e-mail|e mail)\b", "email"),
             (r"\bone pager\b", "one-pager"),
         ]

@@ -254,6 +254,15 @@ def test_a_grammar_hypothesis_unlike_the_open_text_is_never_taken(graph):
     assert engine.turns[-1].result == "no_match" and engine.outcome is None
 
 
+def test_a_grammar_hypothesis_that_adds_a_negation_never_sounds_alike(graph):
+    matcher = graph.nodes["greeting"].matcher
+    assert matcher.sounds_alike("Make me of your lip.", "take me off your list") >= 0.6
+    assert matcher.sounds_alike("Fine, you've got one minute.", "i do not have a minute") == 0.0
+    engine = started(graph)
+    engine.handle(Heard("Fine, you've got one minute.", 0.5, alternatives=(("i do not have a minute", 0.9),)))
+    assert engine.path[-1] != "ask_callback"
+
+
 def test_the_open_text_wins_when_it_matches(graph):
     engine = started(graph)
     engine.handle(Heard("how much does it cost", 0.8, alternatives=(("stop calling me", 0.95),)))

@@ -373,9 +373,13 @@ class IntentMatcher:
     def sounds_alike(self, a: str, b: str) -> float:
         """How alike two recognitions of one answer are, 0..1: a character-level ratio of their stems
         ("take me off your lute" / "take me off your list" 0.9; "to make and work for me" / "do not
-        ever call" 0.3)."""
-        stems_a = " ".join(t.stem for t in self.normalizer.tokens(a))
-        stems_b = " ".join(t.stem for t in self.normalizer.tokens(b))
+        ever call" 0.3). Not alike at all when only one of them negates a word: a grammar forced "you've got
+        one minute" onto "i do not have a minute", 0.6 alike letter by letter and the opposite answer."""
+        tokens_a, tokens_b = self.normalizer.tokens(a), self.normalizer.tokens(b)
+        if any(t.polarity == HARD for t in tokens_a) != any(t.polarity == HARD for t in tokens_b):
+            return 0.0
+        stems_a = " ".join(t.stem for t in tokens_a)
+        stems_b = " ".join(t.stem for t in tokens_b)
         return fuzz.ratio(stems_a, stems_b) / 100 if stems_a and stems_b else 0.0
 
     def match(self, text: str) -> IntentMatch | None:

@@ -19,6 +19,7 @@ Ctrl-C, or SIGTERM, ends them now). Running again resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import signal
 import threading
@@ -39,7 +40,8 @@ from voicebot.bus.outbox import OutboxPublisher
 from voicebot.calls.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
 from voicebot.calls.placer import CallPlacer, NoCapacity, TokenBucket
 from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
-from voicebot.campaign.prompts import prerender
+from voicebot.campaign.jit_prompts import JitRenderer, open_budget, render_pool, spare_cores
+from voicebot.campaign.prompts import PersonalPrompts, prerender, static_texts
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
 from voicebot.config import ContactsImport
@@ -56,6 +58,8 @@ _log = structlog.get_logger("voicebot.campaign")
 PlacerFactory = Callable[[int], contextlib.AbstractContextManager[CallPlacer]]
 
 PROGRESS_EVERY_S = 10.0
+LOOKAHEAD_EVERY_S = 0.5  # how often the contacts due next are handed to the prompt renderer
+MAX_LOOKAHEAD = 2000  # contacts ahead at most, whatever the dial rate
 _DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
 
 
@@ -77,6 +81,7 @@ class RunOptions:
     workers: str = "local"  # local: media workers of this process; remote: `voicebot worker`s reached over the broker
     wait_for_workers_s: float = 60.0  # remote: how long to wait for the first worker's heartbeat
     poll_s: float = 0.1
+    prompt_cache_mb: float | None = None  # overrides campaign.prompt_cache.budget_mb
 
     def __post_init__(self) -> None:
         stem = self.db.with_suffix("")
@@ -97,6 +102,7 @@ class Progress:
     outcomes: Counter = field(default_factory=Counter)
     state: str = "starting"
     note: str = ""
+    prompts: dict[str, int] = field(default_factory=dict)  # the prompt renderer's and cache's figures
 
     def per_minute(self) -> float:
         minutes = max(1e-9, (time.monotonic() - self.started) / 60)
@@ -133,6 +139,8 @@ class CampaignRun:
         self._held = False  # paused over MQTT: nothing new is dialled, the run waits for resume
         self._progress_at: float | None = None
         self._progress_state = ""
+        self.prompts: JitRenderer | None = None
+        self._lookahead_at: float | None = None
 
     # -- before dialling ---------------------------------------------------------------------------
 
@@ -140,6 +148,7 @@ class CampaignRun:
         o = self.options
         self.loaded = load_dialplan(o.dialplan)
         campaign = self.loaded.dialplan.campaign
+        _log.info("run_preparing", campaign=campaign.name, dialplan=str(o.dialplan), db=str(o.db), contacts=str(o.contacts or ""))
         o.db.parent.mkdir(parents=True, exist_ok=True)
         self.store = store = CampaignStore.open(o.db, campaign.name, str(o.dialplan))
         now = self.clock()
@@ -147,9 +156,23 @@ class CampaignRun:
         for attempt_id in self.recovered:
             _log.warning("attempt_interrupted", attempt_id=attempt_id, why="the previous run ended while it was in progress")
         if o.contacts is not None:
+            started = time.perf_counter()
+            _log.info("import_started", file=str(o.contacts))
             mapping = contacts_mapping(campaign.contacts, o.columns)
             self.imported = load_contacts(o.contacts, mapping, campaign.default_region, campaign.contact_fields)
-            store.add_contacts(self.imported.contacts)
+            added, known = store.add_contacts(self.imported.contacts)
+            imported = self.imported
+            _log.info(
+                "import_finished",
+                file=str(o.contacts),
+                rows=imported.rows,
+                contacts=len(imported.contacts),
+                added=added,
+                known=known,
+                duplicates=imported.duplicates,
+                problems=len(imported.problems),
+                seconds=round(time.perf_counter() - started, 2),
+            )
         if campaign.contacts.dnc_file:
             dnc_path = Path(campaign.contacts.dnc_file)
             if not dnc_path.is_absolute():
@@ -158,11 +181,47 @@ class CampaignRun:
             store.add_dnc(numbers, str(dnc_path))
             if self.imported is not None:
                 self.imported.problems.extend(problems)
+        self._prepare_prompts()
+
+    def _prepare_prompts(self) -> None:
+        """Static prompts (and the generic forms of personal ones) now, once; personal ones just in time."""
+        assert self.loaded is not None
+        o = self.options
         speech = self.loaded.dialplan.speech
+        settings = self.loaded.dialplan.campaign.prompt_cache
         assert o.prompts_dir is not None  # set by RunOptions.__post_init__
+        started = time.perf_counter()
         cache = PromptCache(o.prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
-        due = store.due(float("inf"), limit=1_000_000)
-        prerender(self.loaded.graph, cache, speech.rate_hz, (c.fields for c in due))
+        report = prerender(self.loaded.graph, cache, speech.rate_hz, [])
+        personal = PersonalPrompts.of(self.loaded.graph)
+        generic = personal.generic_texts()
+        for text in generic:
+            cache.get(text, speech.rate_hz)
+        permanent = [cache.path(t, speech.rate_hz) for t in generic]
+        # recorded prompts are not pinned: converting one again after an eviction is a resample, not a TTS
+        permanent += [cache.path(t, speech.rate_hz) for t in static_texts(self.loaded.graph)]
+        budget_mb = o.prompt_cache_mb or settings.budget_mb
+        budget = open_budget(o.prompts_dir, int(budget_mb * 1e6), permanent)
+        _log.info(
+            "static_prompts_rendered",
+            prompts=report.rendered,
+            synthesized=report.synthesized,
+            generic_forms=len(generic),
+            personal_templates=len(personal.templates),
+            seconds=round(time.perf_counter() - started, 2),
+            **budget.stats().as_dict(),
+        )
+        workers = settings.render_workers or spare_cores()
+        executor, render = render_pool(workers, o.prompts_dir, speech.tts, speech.language, o.models_dir, speech.rate_hz)
+        self.prompts = JitRenderer(
+            personal,
+            budget,
+            lambda text: str(cache.path(text, speech.rate_hz)),
+            render,
+            executor,
+            workers,
+            speech.rate_hz,
+        )
 
     # -- the run --------------------------------------------------------------------------------------
 
@@ -176,11 +235,14 @@ class CampaignRun:
         self.progress.state = "running"
         bucket = TokenBucket(campaign.calls_per_second)
         hung_up: set[str] = set()
-        with self._bus(campaign.name), self._workers(concurrency) as pool:
+        _log.info("workers_starting", concurrency=concurrency, workers=o.workers)
+        with self._bus(campaign.name), self._workers(concurrency) as pool, self._renderer():
             self.progress.note = f"{pool.workers} media workers" + (" over the broker" if o.workers == "remote" else "")
+            _log.info("dialling", media_workers=pool.workers, capacity=pool.capacity, calls_per_second=campaign.calls_per_second)
             while True:
                 self._take_events(pool)
                 self._take_commands(pool)
+                self._tend_prompts()
                 self._report_progress()
                 if self._stop.is_set():
                     for attempt_id in self._in_flight.keys() - hung_up:
@@ -219,6 +281,31 @@ class CampaignRun:
             store.set_state("state", self.progress.state)
             self._report_progress(force=True)  # the run's last word, while the bus is still up
         return store.summary()
+
+    @contextlib.contextmanager
+    def _renderer(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if self.prompts is not None:
+                self.prompts.close()
+
+    def _tend_prompts(self) -> None:
+        """Renders finished and started; every LOOKAHEAD_EVERY_S, the contacts due next handed over."""
+        if self.prompts is None:
+            return
+        assert self.store is not None and self.loaded is not None
+        campaign = self.loaded.dialplan.campaign
+        now = self.monotonic()
+        if self.prompts.personalised and (self._lookahead_at is None or now - self._lookahead_at >= LOOKAHEAD_EVERY_S):
+            self._lookahead_at = now
+            horizon_s = campaign.prompt_cache.lookahead_s
+            # as many contacts as the dial rate reaches within the horizon: never the whole list
+            limit = min(MAX_LOOKAHEAD, max(self.concurrency, math.ceil(campaign.calls_per_second * horizon_s)))
+            due = self.store.due(self.clock() + horizon_s, limit=limit)
+            self.prompts.lookahead((c.id, c.fields) for c in due)
+        self.prompts.pump()
+        self.progress.prompts = self.prompts.stats()
 
     @contextlib.contextmanager
     def _bus(self, campaign: str):  # noqa: ANN202
@@ -276,7 +363,10 @@ class CampaignRun:
         wait_s = next_due - self.clock()
         if wait_s > 1:
             at = datetime.fromtimestamp(next_due, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            self.progress.note = f"waiting: next call at {at} (calling window or retry delay)"
+            note = f"waiting: next call at {at} (calling window or retry delay)"
+            if note != self.progress.note:
+                _log.info("waiting", next_call_at=at, why="calling window or retry delay")
+            self.progress.note = note
 
     def pause(self) -> None:
         """Dial nothing new; let calls in progress finish. A second pause ends them now."""
@@ -356,6 +446,17 @@ class CampaignRun:
         self._progress_at, self._progress_state = now, state
         p = self.progress
         totals = self.store.summary()
+        _log.info(
+            "progress",
+            state=state,
+            note=p.note,
+            dialled=p.dialled,
+            answered=p.answered,
+            in_call=len(self._in_flight),
+            ended=p.ended,
+            pending=totals["pending"],
+            prompts=p.prompts,
+        )
         self.store.add_event(
             "campaign.progress",
             None,
@@ -396,6 +497,8 @@ class CampaignRun:
             if bucket.take(self.monotonic()) > 0:
                 return  # calls_per_second: the next one waits for a token
             attempt = self.store.start_attempt(contact.id, now)  # committed before the number leaves
+            if self.prompts is not None:
+                self.prompts.dialling(contact.id, attempt.fields)  # not ready: rendered while it rings
             try:
                 worker_id = pool.dial(attempt.id, attempt.phone, tuple(attempt.fields.items()))
             except NoCapacity:
@@ -502,6 +605,8 @@ class CampaignRun:
         elif attempt.seq >= policy.max_attempts:
             retry = None
         self.store.finish_attempt(attempt.id, result, now, retry, dnc=result.outcome == "dnc")
+        if self.prompts is not None:
+            self.prompts.ended(attempt.contact_id)
         self.progress.ended += 1
         self.progress.outcomes[result.outcome] += 1
         _log.info(

@@ -14,7 +14,7 @@ loses a result and never dials a number twice for one attempt:
   leaves and never reused: after a crash, attempts still ``created``/``dialling``
   become ``interrupted`` (``recover``), and the retry is a new attempt with a new id.
 
-Schema (version 2). Portable types so PostgreSQL can follow: TEXT, INTEGER and
+Schema (version 3). Portable types so PostgreSQL can follow: TEXT, INTEGER and
 DOUBLE PRECISION (SQLite gives it REAL affinity; PostgreSQL's ``REAL`` would be a
 4-byte float, too coarse for epoch seconds). Every timestamp is epoch seconds UTC
 in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
@@ -39,6 +39,8 @@ in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
     events(id INTEGER PK AUTOINCREMENT, ts DOUBLE, attempt_id TEXT, kind TEXT, payload TEXT json
              validated by its kind's model (voicebot/events.py) before it is written,
              published INTEGER 0/1: v1 only, no longer written)
+    indexes (v3): contacts_next (status, priority DESC, next_at, id) serves ``due``; contacts_next_at
+             (status, next_at) serves ``next_due_at``
     sink_cursors(sink TEXT PK, last_event_id INTEGER)   (v2) each sink reads events in id order past its cursor
     dead_letters(id PK, sink, event_id, kind, reason, at DOUBLE, UNIQUE(sink, event_id))   (v2) what a sink
              could not deliver, and why
@@ -74,7 +76,7 @@ from typing import Any, Protocol, Self
 from voicebot.errors import VoicebotError
 from voicebot.events import EventData, validate_event
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each version's statements, applied in order inside one transaction. A later
 # version appends an entry here (ALTER TABLE ...); never edit a released one.
@@ -163,6 +165,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             at DOUBLE PRECISION NOT NULL,
             UNIQUE(sink, event_id)
         )""",
+    ),
+    # Version 3: the next due contact is read from an index in the order it is dialled (priority first,
+    # then the longest waiting, then import order). The v1 index could not serve ORDER BY priority DESC,
+    # next_at ASC, so every tick sorted all pending contacts: 0.1 s at 100,000, seconds at 1,000,000.
+    # The second index answers "when is the next one due?" without reading the pending contacts.
+    3: (
+        "DROP INDEX IF EXISTS contacts_due",
+        "CREATE INDEX IF NOT EXISTS contacts_next ON contacts (status, priority DESC, next_at, id)",
+        "CREATE INDEX IF NOT EXISTS contacts_next_at ON contacts (status, next_at)",
     ),
 }
 
@@ -684,7 +695,7 @@ class CampaignStore:
         longest waiting (never-scheduled ones first), then import order."""
         with self._read() as c:
             rows = c.execute(
-                f"SELECT {self._CONTACT_COLUMNS} FROM contacts"
+                f"SELECT {self._CONTACT_COLUMNS} FROM contacts INDEXED BY contacts_next"
                 " WHERE status = 'pending' AND (next_at IS NULL OR next_at <= ?)"
                 " AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone)"
                 " ORDER BY priority DESC, next_at ASC NULLS FIRST, id ASC LIMIT ?",
@@ -696,11 +707,12 @@ class CampaignStore:
         """The earliest ``next_at`` among pending contacts, for the runner's sleep; 0.0 when one
         is due with no time set (due now), None when nothing is pending."""
         with self._read() as c:
+            # NULL (due now) sorts first; the index stops the scan at the first contact not on the DNC list
             row = c.execute(
-                "SELECT COUNT(*), MIN(COALESCE(next_at, 0.0)) FROM contacts WHERE status = 'pending'"
-                " AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone)"
+                "SELECT COALESCE(next_at, 0.0) FROM contacts INDEXED BY contacts_next_at WHERE status = 'pending'"
+                " AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone) ORDER BY next_at ASC NULLS FIRST LIMIT 1"
             ).fetchone()
-        return None if row[0] == 0 else float(row[1])
+        return None if row is None else float(row[0])
 
     def defer(self, contact_id: int, until: float) -> bool:
         """Move a pending contact's next try to ``until`` (e.g. when its calling window opens).

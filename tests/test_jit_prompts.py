@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.apps.campaign_cli import prompt_cache_note
 from voicebot.audio.frames import AudioFormat
 from voicebot.campaign.jit_prompts import FallbackPrompts, JitRenderer, open_budget
 from voicebot.campaign.prompt_budget import PromptBudget
@@ -223,3 +224,16 @@ def test_a_call_says_the_generic_form_until_the_personal_one_is_rendered(demo, t
     cache.get(greeting, 8000)  # rendered while the call went on
     assert source.get(greeting, 8000) == cache.get(greeting, 8000)
     assert source.fell_back == [greeting]
+
+
+def test_the_status_line_shows_the_cache_against_its_budget_and_the_backlog(demo, tmp_path: Path) -> None:
+    renderer, _, _ = _renderer(demo, tmp_path, budget_bytes=256_000_000, workers=1)
+    try:
+        renderer.dialling(1, {"first_name": "Ann", "company": "A"})
+        note = prompt_cache_note(renderer.stats())
+        assert note.startswith("prompts 0.0/256 MB") and "to render" in note and "1 dialled before theirs were ready" in note
+        renderer.pump()
+        _drain(renderer)
+        assert prompt_cache_note(renderer.stats()).endswith("1 dialled before theirs were ready")
+    finally:
+        renderer.close()

@@ -24,6 +24,7 @@ from voicebot.bench.contacts import write_synthetic_contacts
 DATA = Path(__file__).parent / "data" / "campaign"
 CONTACTS = 20_000
 FIRST_INVITE_S = 10.0
+BUDGET_MB = 0.5  # the static prompts take ~0.13 MB: the contacts' greetings must share the rest
 
 
 def test_twenty_thousand_contacts_see_the_first_invite_within_10_s_and_the_log_says_why(sipp, tmp_path: Path) -> None:
@@ -34,9 +35,10 @@ def test_twenty_thousand_contacts_see_the_first_invite_within_10_s_and_the_log_s
     dialplan.write_text((DATA / "campaign.yaml").read_text().replace("127.0.0.1:5999", f"127.0.0.1:{port}"))
     db = tmp_path / "big.db"
 
+    budget = ["--prompt-cache-mb", str(BUDGET_MB)]
     started = time.monotonic()
     run = subprocess.Popen(
-        [sys.executable, "-m", "voicebot.cli", "run", str(dialplan), "--contacts", str(contacts), "--db", str(db)],
+        [sys.executable, "-m", "voicebot.cli", "run", str(dialplan), "--contacts", str(contacts), "--db", str(db), *budget],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -61,7 +63,15 @@ def test_twenty_thousand_contacts_see_the_first_invite_within_10_s_and_the_log_s
     assert first_invite_s is not None and first_invite_s <= FIRST_INVITE_S, f"first INVITE after {first_invite_s} s"
 
     assert query(db, "SELECT COUNT(*) FROM contacts") == [(CONTACTS,)]
-    events = [json.loads(line)["event"] for line in db.with_suffix(".log").read_text().splitlines()]
+    log = [json.loads(line) for line in db.with_suffix(".log").read_text().splitlines()]
+    events = [e["event"] for e in log]
     for said in ("run_preparing", "import_started", "import_finished", "static_prompts_rendered", "dialling"):
         assert said in events, f"the log never said {said}: {events[:20]}"
     assert events.index("import_finished") < events.index("dialling")
+
+    # the prompt cache: under its budget all along, and said so in the log
+    prompts = [e["prompts"] for e in log if e["event"] == "progress"]
+    assert prompts and prompts[-1]["budget_bytes"] == BUDGET_MB * 1e6
+    assert max(p["peak_bytes"] for p in prompts) <= BUDGET_MB * 1e6
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "big.prompts").glob("*/*.pcm"))
+    assert 0 < on_disk <= BUDGET_MB * 1e6

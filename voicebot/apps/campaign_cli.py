@@ -34,6 +34,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
     r.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
     r.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after Ctrl-C")
+    r.add_argument(
+        "--prompt-cache-mb",
+        type=_megabytes,
+        default=None,
+        metavar="MB",
+        help="prompt audio on disk at most, least recently used evicted (default: campaign.prompt_cache.budget_mb, 256)",
+    )
     bus = r.add_mutually_exclusive_group()
     bus.add_argument(
         "--broker",
@@ -118,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         columns=columns,
         broker=None if args.no_broker else (args.broker or ""),
         workers=args.workers,
+        prompt_cache_mb=args.prompt_cache_mb,
     )
 
     def media_workers(concurrency: int) -> WorkerPool:
@@ -203,6 +211,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"'{text}': a size in megabytes, above 0 (e.g. 256)")
+    return value
+
+
+def prompt_cache_note(prompts: dict[str, int]) -> str:
+    """The prompt cache in a status line: its bytes against the budget, and how far rendering is behind."""
+    if not prompts:
+        return ""
+    mb = prompts["bytes"] / 1e6
+    budget = prompts["budget_bytes"] / 1e6
+    note = f"prompts {mb:.1f}/{budget:.0f} MB"
+    if prompts.get("queued") or prompts.get("rendering"):
+        note += f", {prompts['queued'] + prompts['rendering']} to render"
+    if prompts.get("dialled_unready"):
+        note += f", {prompts['dialled_unready']} dialled before theirs were ready"
+    return note
+
+
 def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "campaign"
 
@@ -267,7 +299,8 @@ class _LiveView:
             p = run.progress
             self.out.print(
                 f"[{p.state}]{_bus_note(run)} dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
-                f"({p.per_minute():.1f}/min); " + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
+                f"({p.per_minute():.1f}/min); {prompt_cache_note(p.prompts)}; "
+                + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
                 highlight=False,
             )
 
@@ -282,6 +315,8 @@ class _LiveView:
             outcomes.add_row(outcome, str(n))
         grid = Table.grid()
         grid.add_row(table)
+        if p.prompts:
+            grid.add_row(prompt_cache_note(p.prompts))
         grid.add_row(outcomes)
         return grid
 

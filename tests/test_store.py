@@ -35,6 +35,7 @@ class FakeContact:
     timezone: str | None = None
     row: int = 2
     source: str = "leads.csv"
+    extension: str = ""
 
 
 def contacts(n: int) -> list[FakeContact]:
@@ -639,6 +640,8 @@ def test_a_version_1_store_keeps_what_it_had_published(db: Path) -> None:
     with sqlite3.connect(db) as raw:  # back to version 1: the published flag was the only cursor
         raw.executescript(
             "DROP TABLE sink_cursors; DROP TABLE dead_letters; UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+            " DROP INDEX contacts_next; DROP INDEX contacts_next_at; ALTER TABLE contacts DROP COLUMN extension;"
+            " CREATE INDEX contacts_due ON contacts (status, priority, next_at);"
             " UPDATE events SET published = 1 WHERE id <= 3;"
         )
     with CampaignStore.open(db, "spring") as store:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -137,11 +139,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             options.dialplan, run.loaded, concurrency, options.prompts_dir, options.models_dir, options.calls_dir, options.bind_address
         )
 
-    run = CampaignRun(options, pool_factory=media_workers if args.workers == "local" else None)
+    bar = _ImportBar(out, args.contacts)
+    run = CampaignRun(options, pool_factory=media_workers if args.workers == "local" else None, on_import=bar.update)
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
-        run.prepare()
+        with bar:
+            run.prepare()
         _print_import(run, out)
         run.install_signal_handlers()
         view = _LiveView(run, out)
@@ -191,23 +195,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     from voicebot.campaign.store import CampaignStore
 
     store = CampaignStore.open_readonly(args.db)
+    to_stdout = str(args.csv) == "-"
+    written = 0
     try:
-        rows = list(store.export_rows())
+        # row by row from the store's pages: a million attempts never sit in memory
+        rows = store.export_rows()
+        first = next(rows, None)
+        if first is None:
+            print(f"{args.db}: no attempts yet", file=sys.stderr)
+        stream = sys.stdout if to_stdout else open(args.csv, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        try:
+            writer = csv.DictWriter(stream, fieldnames=list(first) if first else ["attempt_id"])
+            writer.writeheader()
+            for row in itertools.chain([first] if first else [], rows):
+                writer.writerow(row)
+                written += 1
+        finally:
+            if not to_stdout:
+                stream.close()
     finally:
         store.close()
-    if not rows:
-        print(f"{args.db}: no attempts yet", file=sys.stderr)
-    fields = list(rows[0]) if rows else ["attempt_id"]
-    stream = sys.stdout if str(args.csv) == "-" else open(args.csv, "w", newline="", encoding="utf-8")  # noqa: SIM115
-    try:
-        writer = csv.DictWriter(stream, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
-    if stream is not sys.stdout:
-        print(f"{len(rows)} attempts written to {args.csv}", file=sys.stderr)
+    if not to_stdout:
+        print(f"{written} attempts written to {args.csv}", file=sys.stderr)
     return 0
 
 
@@ -246,8 +255,9 @@ def _print_import(run: CampaignRun, out: Console) -> None:
     if imported is None:
         return
     out.print(
-        f"{run.options.contacts}: {imported.rows} rows, {len(imported.contacts)} contacts, "
-        f"{imported.duplicates} duplicate rows merged, {len(imported.problems)} rows with problems"
+        f"{run.options.contacts}: {imported.rows} rows, {imported.contacts} contacts ({imported.added} new), "
+        f"{imported.duplicates} duplicate rows merged, {imported.dnc} on the DNC list, {len(imported.problems)} rows with problems "
+        f"({imported.seconds:.1f} s, {imported.rate_per_s:,.0f} rows/s)"
     )
     for problem in imported.problems[:20]:
         out.print(f"  {problem}", highlight=False, markup=False)
@@ -268,6 +278,33 @@ def _print_summary(run: CampaignRun, summary: dict, out: Console) -> None:
         out.print("paused: run the same command again to resume")
     elif run.progress.state == "idle":
         out.print("nothing more is due now (retries or calling windows later): run the same command again then")
+
+
+class _ImportBar:
+    """A progress bar while a contacts file is imported (a million rows take about a minute)."""
+
+    def __init__(self, out: Console, contacts: Path | None) -> None:
+        self._progress = Progress(
+            TextColumn("importing {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeRemainingColumn(),
+            console=out,
+            transient=True,
+            disable=contacts is None or not out.is_terminal,
+        )
+        self._task = self._progress.add_task(contacts.name if contacts else "", total=None)
+
+    def __enter__(self) -> _ImportBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
 
 
 class _LiveView:

@@ -39,7 +39,8 @@ from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
 from voicebot.calls.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
 from voicebot.calls.placer import CallPlacer, NoCapacity, TokenBucket
-from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
+from voicebot.campaign.contacts import RowProblem, load_dnc
+from voicebot.campaign.importer import ImportReport, import_contacts
 from voicebot.campaign.jit_prompts import JitRenderer, open_budget, render_pool, spare_cores
 from voicebot.campaign.prompts import PersonalPrompts, prerender, static_texts
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
@@ -118,15 +119,17 @@ class CampaignRun:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         pool_factory: PlacerFactory | None = None,
+        on_import: Callable[[int, int], None] | None = None,
     ) -> None:
         self.options = options
         self.clock = clock  # wall time: calling windows, retry times, the store's timestamps
         self.monotonic = monotonic  # pacing (calls_per_second) and the Ctrl-C grace period
         self.pool_factory = pool_factory
+        self.on_import = on_import  # (rows read, rows in the file): a progress bar
         self.loaded: LoadedDialplan | None = None
         self.store: CampaignStore | None = None
         self.progress = Progress()
-        self.imported: ImportResult | None = None
+        self.imported: ImportReport | None = None
         self.recovered: list[str] = []
         self._in_flight: dict[str, Attempt] = {}
         self._live_progress: set[str] = set()  # attempts whose script events came live (none from the record then)
@@ -155,33 +158,47 @@ class CampaignRun:
         self.recovered = store.recover(now, max_attempts=campaign.retry.max_attempts)
         for attempt_id in self.recovered:
             _log.warning("attempt_interrupted", attempt_id=attempt_id, why="the previous run ended while it was in progress")
-        if o.contacts is not None:
-            started = time.perf_counter()
-            _log.info("import_started", file=str(o.contacts))
-            mapping = contacts_mapping(campaign.contacts, o.columns)
-            self.imported = load_contacts(o.contacts, mapping, campaign.default_region, campaign.contact_fields)
-            added, known = store.add_contacts(self.imported.contacts)
-            imported = self.imported
-            _log.info(
-                "import_finished",
-                file=str(o.contacts),
-                rows=imported.rows,
-                contacts=len(imported.contacts),
-                added=added,
-                known=known,
-                duplicates=imported.duplicates,
-                problems=len(imported.problems),
-                seconds=round(time.perf_counter() - started, 2),
-            )
+        # the DNC list first, so the import can say which of the file's numbers are on it
+        dnc_problems: list[RowProblem] = []
         if campaign.contacts.dnc_file:
             dnc_path = Path(campaign.contacts.dnc_file)
             if not dnc_path.is_absolute():
                 dnc_path = o.dialplan.parent / dnc_path
-            numbers, problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
+            numbers, dnc_problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
             store.add_dnc(numbers, str(dnc_path))
-            if self.imported is not None:
-                self.imported.problems.extend(problems)
+        if o.contacts is not None:
+            self.imported = self._import(store, o.contacts)
+            self.imported.problems.extend(dnc_problems)
         self._prepare_prompts()
+
+    def _import(self, store: CampaignStore, path: Path) -> ImportReport:
+        assert self.loaded is not None
+        campaign = self.loaded.dialplan.campaign
+        _log.info("import_started", file=str(path))
+        mapping = contacts_mapping(campaign.contacts, self.options.columns)
+        report = import_contacts(
+            path,
+            mapping,
+            campaign.default_region,
+            campaign.contact_fields,
+            store,
+            on_progress=self.on_import,
+            extensions=campaign.extensions.dial,
+        )
+        _log.info(
+            "import_finished",
+            file=str(path),
+            rows=report.rows,
+            contacts=report.contacts,
+            added=report.added,
+            known=report.known,
+            duplicates=report.duplicates,
+            dnc=report.dnc,
+            problems=len(report.problems),
+            seconds=round(report.seconds, 2),
+            rows_per_s=round(report.rate_per_s),
+        )
+        return report
 
     def _prepare_prompts(self) -> None:
         """Static prompts (and the generic forms of personal ones) now, once; personal ones just in time."""

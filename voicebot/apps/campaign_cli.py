@@ -90,6 +90,21 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     )
     op.set_defaults(func=cmd_operator)
 
+    contacts = sub.add_parser("contacts", help="contacts files: check one without dialling")
+    csub = contacts.add_subparsers(dest="contacts_command", required=True)
+    ch = csub.add_parser(
+        "check",
+        help="import a contacts file as `voicebot run` would, into a throwaway store, and report: bad rows, duplicates, "
+        "DNC hits, contacts per time zone and tag, when each zone's calling window opens; dials nothing",
+    )
+    ch.add_argument("file", type=Path)
+    ch.add_argument("--dialplan", type=Path, help="its campaign's column mapping, fields, region, extensions, DNC file and window")
+    ch.add_argument("--region", default=None, help="for numbers written without +country (default: the dialplan's, else US)")
+    ch.add_argument("--dnc", type=Path, default=None, help="a do-not-call list (default: the dialplan's campaign.contacts.dnc_file)")
+    ch.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER", help="as for `voicebot run` (repeatable)")
+    ch.add_argument("--json", action="store_true", help="the report as one JSON object")
+    ch.set_defaults(func=cmd_contacts_check)
+
     e = sub.add_parser("export", help="write a campaign's attempts and results")
     e.add_argument("db", type=Path)
     e.add_argument("--csv", type=Path, required=True, help="output file ('-' for stdout)")
@@ -99,19 +114,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from voicebot.campaign.runner import CampaignRun, RunOptions  # pjsua2 and the models: only for this command
     from voicebot.dialplan import load_dialplan
-    from voicebot.errors import VoicebotError
     from voicebot.logs import log_to_file
 
     out = Console(stderr=False)
     db = args.db
     if db is None:
         db = Path("campaigns") / f"{_safe_name(load_dialplan(args.dialplan).dialplan.campaign.name)}.db"
-    columns = {}
-    for pair in args.column:
-        key, sep, header = pair.partition("=")
-        if not sep or not key.strip() or not header.strip():
-            raise VoicebotError(f"--column '{pair}': write FIELD=HEADER, e.g. phone=Telefon", code="bad-argument")
-        columns[key.strip()] = header.strip()
+    columns = _columns(args.column)
     if args.ignore_calling_window:
         out.print("[bold red]--ignore-calling-window: dialling at any hour (a local test PBX only)[/]")
     options = RunOptions(
@@ -155,6 +164,75 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         run.close()
     return 3 if run.progress.state == "paused" else 0  # 3: paused, run again to resume
+
+
+def _columns(pairs: list[str]) -> dict[str, str]:
+    from voicebot.errors import VoicebotError
+
+    columns = {}
+    for pair in pairs:
+        key, sep, header = pair.partition("=")
+        if not sep or not key.strip() or not header.strip():
+            raise VoicebotError(f"--column '{pair}': write FIELD=HEADER, e.g. phone=Telefon", code="bad-argument")
+        columns[key.strip()] = header.strip()
+    return columns
+
+
+def cmd_contacts_check(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from voicebot.campaign.check import check_contacts
+    from voicebot.campaign.runner import contacts_mapping
+    from voicebot.config import Campaign
+    from voicebot.dialplan import load_dialplan
+
+    out = Console(stderr=False, soft_wrap=True)  # a report to read or grep: no wrapping at 80 columns in a pipe
+    dnc = args.dnc
+    if args.dialplan is not None:
+        campaign = load_dialplan(args.dialplan).dialplan.campaign
+        if args.region:
+            campaign = campaign.model_copy(update={"default_region": args.region.upper()})
+        if dnc is None and campaign.contacts.dnc_file:
+            dnc = Path(campaign.contacts.dnc_file)
+            dnc = dnc if dnc.is_absolute() else args.dialplan.parent / dnc
+    else:
+        # no dialplan: the defaults `voicebot run` would use, with a trunk that is never dialled
+        campaign = Campaign.model_validate(
+            {"name": "contacts-check", "trunk": {"uri_template": "sip:{number}@invalid"}, "default_region": (args.region or "US").upper()}
+        )
+    now = datetime.now(UTC)
+    bar = _ImportBar(Console(stderr=True), args.file)
+    with bar:
+        report = check_contacts(args.file, campaign, contacts_mapping(campaign.contacts, _columns(args.column)), dnc, now, bar.update)
+    if args.json:
+        print(report.to_json(now))
+        return 1 if report.problems else 0
+    i = report.imported
+    out.print(
+        f"{i.source}: {i.rows} rows, {i.contacts} contacts, {i.duplicates} duplicate rows merged, "
+        f"{i.dnc} on the DNC list, {len(report.problems)} rows with problems",
+        highlight=False,
+    )
+    if report.problems:
+        out.print("rows with problems (left out):")
+        for problem in report.problems:
+            out.print(f"  {problem}", highlight=False, markup=False)
+    if report.dnc_numbers:
+        out.print("on the do-not-call list (never dialled):")
+        for row, phone in report.dnc_numbers:
+            out.print(f"  row {row}: {phone}", highlight=False)
+    if report.zones:
+        out.print("contacts to dial per time zone, and when the calling window opens there:")
+        for z in report.zones:
+            when = "open now" if z.window_opens <= now else f"opens {z.window_opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            default = f" ({z.by_default} by default: their number gives no single zone)" if z.by_default else ""
+            out.print(f"  {z.zone:<32} {z.contacts:>9}  {when}{default}", highlight=False)
+    if report.tags:
+        out.print("contacts to dial per tag:")
+        for tag, n in report.tags.items():
+            out.print(f"  {tag:<32} {n:>9}", highlight=False, markup=False)
+    out.print("nothing was dialled")
+    return 1 if report.problems else 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -260,7 +338,7 @@ def _print_import(run: CampaignRun, out: Console) -> None:
         f"({imported.seconds:.1f} s, {imported.rate_per_s:,.0f} rows/s)"
     )
     for problem in imported.problems[:20]:
-        out.print(f"  {problem}", highlight=False, markup=False)
+        out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
     if len(imported.problems) > 20:
         out.print(f"  ... and {len(imported.problems) - 20} more")
 

@@ -517,7 +517,7 @@ class CampaignRun:
             if self.prompts is not None:
                 self.prompts.dialling(contact.id, attempt.fields)  # not ready: rendered while it rings
             try:
-                worker_id = pool.dial(attempt.id, attempt.phone, tuple(attempt.fields.items()))
+                worker_id = pool.dial(attempt.id, attempt.phone, tuple(attempt.fields.items()), self._extension_keys(attempt.extension))
             except NoCapacity:
                 self._finish(attempt, AttemptResult(outcome="not_dialled", reason="no free worker slot"), now, retry=now)
                 return
@@ -528,6 +528,10 @@ class CampaignRun:
             free -= 1
             if free <= 0:
                 return
+
+    def _extension_keys(self, extension: str) -> str:
+        assert self.loaded is not None
+        return extension_keys(extension, self.loaded.dialplan.campaign.extensions.pause_s)
 
     # -- results ----------------------------------------------------------------------------------------
 
@@ -635,6 +639,11 @@ class CampaignRun:
             talk_ms=result.talk_ms,
             retry_at=retry,
         )
+
+
+def extension_keys(extension: str, pause_s: float) -> str:
+    """An extension as keys after the answer: the pause in 500 ms commas (rounded up), then its digits."""
+    return "," * math.ceil(pause_s / 0.5) + extension if extension else ""
 
 
 _MAPPING_KEYS = ("phone", "tags", "priority", "timezone", "region")

@@ -143,6 +143,7 @@ class CampaignRun:
         self._progress_at: float | None = None
         self._progress_state = ""
         self.prompts: JitRenderer | None = None
+        self._token_wait_s = 0.0  # until the pacing bucket's next token, when the last dial round ran out
         self._lookahead_at: float | None = None
 
     # -- before dialling ---------------------------------------------------------------------------
@@ -250,7 +251,8 @@ class CampaignRun:
         self.concurrency = concurrency = o.concurrency or campaign.max_concurrent_calls
         store.set_state("state", "running")
         self.progress.state = "running"
-        bucket = TokenBucket(campaign.calls_per_second)
+        # a tenth of a second of tokens: a round that woke late catches up, and the rate over a second holds
+        bucket = TokenBucket(campaign.calls_per_second, burst=max(1, math.ceil(campaign.calls_per_second / 10)))
         hung_up: set[str] = set()
         _log.info("workers_starting", concurrency=concurrency, workers=o.workers)
         with self._bus(campaign.name), self._workers(concurrency) as pool, self._renderer():
@@ -288,7 +290,10 @@ class CampaignRun:
                         break  # retries and calling windows are for a later run
                     else:
                         self._note_waiting(next_due)
-                event = pool.next_event(o.poll_s)
+                # a token due sooner than the poll: wake for it, or the loop's poll caps the dial rate
+                # (measured: 14 attempts/s at calls_per_second 40 with a 0.1 s poll)
+                event = pool.next_event(min(o.poll_s, self._token_wait_s) if self._token_wait_s else o.poll_s)
+                self._token_wait_s = 0.0
                 if event is not None:
                     self._on_event(event.event, event.worker_id)
             if self._pause.is_set() or self._stop.is_set():
@@ -511,7 +516,9 @@ class CampaignRun:
             if opens > now_dt:
                 self.store.defer(contact.id, opens.timestamp())  # outside its calling window: come back when it opens
                 continue
-            if bucket.take(self.monotonic()) > 0:
+            wait_s = bucket.take(self.monotonic())
+            if wait_s > 0:
+                self._token_wait_s = wait_s
                 return  # calls_per_second: the next one waits for a token
             attempt = self.store.start_attempt(contact.id, now)  # committed before the number leaves
             if self.prompts is not None:

@@ -127,7 +127,10 @@ def parse_number(raw: str, region: str, extensions: bool = False) -> ParsedNumbe
     national = number.country_code_source == phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY
     where = f" for region {region}" if national else ""
     international = _with_plus(main) if national else None
-    if not phonenumbers.is_valid_number(number):
+    # number_type finds the number's region and type once; it is UNKNOWN exactly when is_valid_number is
+    # False (both run the same match against the region's metadata), and the zone needs the type too
+    kind = phonenumbers.number_type(number)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         reason = phonenumbers.is_possible_number_with_reason(number)
         details = [d for d in (_POSSIBLE_REASON.get(reason), international and f"did you mean {international}?") if d]
         raise ValueError(f"'{raw}' is not a valid number{where}" + (f" ({'; '.join(details)})" if details else ""))
@@ -137,7 +140,11 @@ def parse_number(raw: str, region: str, extensions: bool = False) -> ParsedNumbe
     if international and main.startswith(str(phonenumbers.country_code_for_region(region))):
         return ParsedNumber(international, number.extension or "", number_timezone(international))
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return ParsedNumber(e164, number.extension or "", _single_zone(number))
+    if number.country_code is not None and phonenumbers.is_number_type_geographical(kind, number.country_code):
+        zones = phone_timezone.time_zones_for_geographical_number(number)
+    else:
+        zones = phone_timezone.time_zones_for_number(number)  # country-level zones
+    return ParsedNumber(e164, number.extension or "", _one_zone(zones))
 
 
 def _with_plus(raw: str) -> str | None:
@@ -161,7 +168,10 @@ def number_timezone(e164: str) -> str | None:
 
 
 def _single_zone(number: phonenumbers.PhoneNumber) -> str | None:
-    zones = phone_timezone.time_zones_for_number(number)
+    return _one_zone(phone_timezone.time_zones_for_number(number))
+
+
+def _one_zone(zones: tuple[str, ...]) -> str | None:
     if len(zones) == 1 and zones[0] != phone_timezone.UNKNOWN_TIMEZONE:
         return zones[0]
     return None

@@ -10,6 +10,7 @@ clock runs from the process start to the first INVITE sipp logs. The run is then
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import structlog
 from conftest import group_alive, query
 
 from voicebot.bench.contacts import write_synthetic_contacts
@@ -75,3 +77,32 @@ def test_twenty_thousand_contacts_see_the_first_invite_within_10_s_and_the_log_s
     assert max(p["peak_bytes"] for p in prompts) <= BUDGET_MB * 1e6
     on_disk = sum(f.stat().st_size for f in (tmp_path / "big.prompts").glob("*/*.pcm"))
     assert 0 < on_disk <= BUDGET_MB * 1e6
+
+
+def test_a_long_import_says_how_far_it_got_while_it_runs(tmp_path: Path, monkeypatch) -> None:
+    from voicebot.campaign import importer, runner
+    from voicebot.campaign.runner import CampaignRun, RunOptions
+    from voicebot.logs import log_to_file
+
+    monkeypatch.setattr(runner, "IMPORT_LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(importer, "BATCH_ROWS", 1000)
+    contacts = write_synthetic_contacts(tmp_path / "list.csv", 3000)
+    dialplan = tmp_path / "campaign.yaml"
+    dialplan.write_text((DATA / "campaign.yaml").read_text())
+    log = tmp_path / "run.log"
+    logger = logging.getLogger("voicebot")
+    saved = (structlog.get_config(), logger.handlers[:], logger.level, logger.propagate)
+    log_to_file(log)  # as `voicebot run` does; this process's logging is put back below
+    bar: list[tuple[int, int]] = []
+    run = CampaignRun(RunOptions(dialplan, tmp_path / "run.db", contacts, broker=None), on_import=lambda d, t: bar.append((d, t)))
+    try:
+        run.prepare()
+    finally:
+        if run.prompts is not None:
+            run.prompts.close()
+        run.close()
+        structlog.configure(**saved[0])
+        logger.handlers[:], logger.level, logger.propagate = saved[1], saved[2], saved[3]
+    said = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["rows"], e["of"]) for e in said if e["event"] == "import_progress"] == [(1000, 3000), (2000, 3000), (3000, 3000)]
+    assert bar == [(1000, 3000), (2000, 3000), (3000, 3000)]

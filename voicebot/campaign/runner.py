@@ -59,6 +59,7 @@ _log = structlog.get_logger("voicebot.campaign")
 PlacerFactory = Callable[[int], contextlib.AbstractContextManager[CallPlacer]]
 
 PROGRESS_EVERY_S = 10.0
+IMPORT_LOG_EVERY_S = 5.0
 LOOKAHEAD_EVERY_S = 0.5  # how often the contacts due next are handed to the prompt renderer
 MAX_LOOKAHEAD = 2000  # contacts ahead at most, whatever the dial rate
 _DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
@@ -177,13 +178,23 @@ class CampaignRun:
         campaign = self.loaded.dialplan.campaign
         _log.info("import_started", file=str(path))
         mapping = contacts_mapping(campaign.contacts, self.options.columns)
+        logged_at = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            nonlocal logged_at
+            if self.on_import is not None:
+                self.on_import(done, total)
+            if time.monotonic() - logged_at >= IMPORT_LOG_EVERY_S:  # a million rows take a minute: say so meanwhile
+                logged_at = time.monotonic()
+                _log.info("import_progress", file=str(path), rows=done, of=total)
+
         report = import_contacts(
             path,
             mapping,
             campaign.default_region,
             campaign.contact_fields,
             store,
-            on_progress=self.on_import,
+            on_progress=progress,
             extensions=campaign.extensions.dial,
         )
         _log.info(
@@ -229,6 +240,8 @@ class CampaignRun:
             seconds=round(time.perf_counter() - started, 2),
             **budget.stats().as_dict(),
         )
+        if o.workers == "remote":
+            return  # a remote worker renders a contact's prompts itself when it takes the Dial, while it rings
         workers = settings.render_workers or spare_cores()
         executor, render = render_pool(workers, o.prompts_dir, speech.tts, speech.language, o.models_dir, speech.rate_hz)
         self.prompts = JitRenderer(

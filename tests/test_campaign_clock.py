@@ -55,7 +55,7 @@ class FakeTrunk:
     def free_slots(self) -> int:
         return min(self.capacity, self.concurrency) - len(self._ends)
 
-    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = ()) -> int:
+    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = (), keys_after_answer: str = "") -> int:
         if self.free_slots <= 0:
             raise NoCapacity("the fake trunk is full")
         assert self.plans.get(number), f"{number} was dialled more often than its plan allows ({attempt_id})"

@@ -35,6 +35,7 @@ class FakeContact:
     timezone: str | None = None
     row: int = 2
     source: str = "leads.csv"
+    extension: str = ""
 
 
 def contacts(n: int) -> list[FakeContact]:
@@ -68,7 +69,7 @@ def by_phone(store: CampaignStore, phone: str):
 
 def test_new_store_is_wal_and_records_its_campaign(store: CampaignStore, db: Path) -> None:
     meta = store.meta()
-    assert meta["schema_version"] == "2"
+    assert meta["schema_version"] == "3"
     assert meta["campaign"] == "spring"
     assert meta["dialplan"] == "dialplans/spring.yaml"
     with sqlite3.connect(db) as raw:  # WAL is a property of the file: any other connection sees it
@@ -115,7 +116,7 @@ def test_state_and_meta_are_separate(store: CampaignStore, db: Path) -> None:
     store.close()
     reopened = CampaignStore.open(db, "spring")
     assert reopened.get_state("state") == "paused"
-    assert reopened.meta()["schema_version"] == "2"
+    assert reopened.meta()["schema_version"] == "3"
     reopened.close()
 
 
@@ -639,9 +640,11 @@ def test_a_version_1_store_keeps_what_it_had_published(db: Path) -> None:
     with sqlite3.connect(db) as raw:  # back to version 1: the published flag was the only cursor
         raw.executescript(
             "DROP TABLE sink_cursors; DROP TABLE dead_letters; UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+            " DROP INDEX contacts_next; DROP INDEX contacts_next_at; ALTER TABLE contacts DROP COLUMN extension;"
+            " CREATE INDEX contacts_due ON contacts (status, priority, next_at);"
             " UPDATE events SET published = 1 WHERE id <= 3;"
         )
     with CampaignStore.open(db, "spring") as store:
-        assert store.meta()["schema_version"] == "2"
+        assert store.meta()["schema_version"] == "3"
         assert [e.id for e in store.events_for("mqtt")] == [4, 5]
         assert store.dead_letters() == []

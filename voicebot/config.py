@@ -214,6 +214,22 @@ class ContactsImport(Frozen):
     dnc_file: str | None = None  # numbers never to dial (CSV/XLSX with the same phone column, or one per line); relative to the dialplan
 
 
+class PromptCacheSettings(Frozen):
+    """Personalised prompts are rendered just in time into a cache held under a byte budget."""
+
+    budget_mb: float = Field(256.0, gt=0, description="bytes of prompt audio on disk at most (static prompts included)")
+    lookahead_s: DurationS = Field(10.0, gt=0, description="render the contacts due within this many seconds of dialling")
+    render_workers: int | None = Field(None, ge=1, le=64, description="rendering processes (default: the cores the run leaves spare)")
+
+
+class Extensions(Frozen):
+    """A number written with an extension ("... доб. 12", "x 12"): the main number is dialled, the extension
+    sent as DTMF after the answer. Off: such a row is reported as a number that cannot be dialled."""
+
+    dial: bool = True
+    pause_s: DurationS = Field(2.0, ge=0, le=30, description="after the answer, before the extension's digits")
+
+
 class Campaign(Frozen):
     name: str
     trunk: Trunk
@@ -227,6 +243,8 @@ class Campaign(Frozen):
     calling_window: CallingWindow = Field(default_factory=CallingWindow)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     contacts: ContactsImport = Field(default_factory=ContactsImport)
+    prompt_cache: PromptCacheSettings = Field(default_factory=PromptCacheSettings)
+    extensions: Extensions = Field(default_factory=Extensions)
     contact_fields: Annotated[dict[str, ContactField], BeforeValidator(_contact_fields)] = Field(default_factory=dict)
 
     @field_validator("default_region")

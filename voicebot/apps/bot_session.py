@@ -3,8 +3,11 @@
 ``BotSessions`` is the worker's session factory. It is pickled into the worker
 process (spawn) and loads the dialplan, the TTS voice and the ASR model there,
 once, in ``prepare()`` before the worker reports Ready, so no call waits for a
-model. Prompts come from the on-disk prompt cache that the campaign rendered
-before dialling; a miss (a prompt only known mid-call) is synthesised then.
+model. Prompts come from the on-disk prompt cache that the campaign renders:
+static ones before dialling, a contact's own just in time. A contact's prompt
+not rendered yet at the answer is said in its generic form ("Hi there" for
+"Hi {first_name|there}"), never waited for; any other miss (a prompt only
+known mid-call) is synthesised then.
 
 Every call's record (outcome, path, transcript, turns with timings, prompts
 heard) travels on its ``Ended`` (the worker asks ``take_record``). With
@@ -22,6 +25,8 @@ from pathlib import Path
 
 from voicebot.apps import recipe
 from voicebot.audio.frames import AudioFormat, write_stereo
+from voicebot.campaign.jit_prompts import FallbackPrompts
+from voicebot.campaign.prompts import PersonalPrompts
 from voicebot.dialplan import LoadedDialplan, load_dialplan
 from voicebot.session import CallSession
 from voicebot.speech.asr import AsrEngine
@@ -36,6 +41,7 @@ class _Loaded:
     dialplan: LoadedDialplan
     prompts: PromptCache
     asr: AsrEngine
+    personal: PersonalPrompts
 
 
 @dataclass
@@ -46,10 +52,11 @@ class BotSessions:
     calls_dir: Path | None = None
     _loaded: _Loaded | None = field(default=None, init=False, repr=False, compare=False)
     _records: dict[str, dict] = field(default_factory=dict, init=False, repr=False, compare=False)  # attempt id -> record
+    _sources: dict[str, FallbackPrompts] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         # engines stay in the process that loaded them
-        return {**self.__dict__, "_loaded": None, "_records": {}}
+        return {**self.__dict__, "_loaded": None, "_records": {}, "_sources": {}}
 
     def prepare(self) -> None:
         if self._loaded is None:
@@ -59,7 +66,7 @@ class BotSessions:
             keep = getattr(asr, "keep_free_text_decoders", None)
             if keep is not None and any(n.listens and not n.vocabulary() for n in loaded.graph.nodes.values()):
                 keep(FREE_TEXT_DECODERS)  # before the model host forks: no call loads the n-gram model mid-answer
-            self._loaded = _Loaded(loaded, prompts, asr)
+            self._loaded = _Loaded(loaded, prompts, asr, PersonalPrompts.of(loaded.graph))
 
     def warm(self) -> None:
         """In the worker process, before its first call: what the speech engines cannot share across a fork."""
@@ -82,10 +89,12 @@ class BotSessions:
         dialplan = self._loaded.dialplan
         on_end = functools.partial(self.record_call, attempt_id, fmt)
         record = dialplan.dialplan.campaign.record_calls and self.calls_dir is not None
-        return recipe.call_session(dialplan, self._loaded.asr, self._loaded.prompts, contact, fmt.rate_hz, record=record, on_end=on_end)
+        prompts = self._sources[attempt_id] = FallbackPrompts(self._loaded.prompts, self._loaded.personal.generic(contact))
+        return recipe.call_session(dialplan, self._loaded.asr, prompts, contact, fmt.rate_hz, record=record, on_end=on_end)
 
     def take_record(self, attempt_id: str) -> dict | None:
         """The call's record, for its Ended message (the worker asks once the session has closed)."""
+        self._sources.pop(attempt_id, None)
         return self._records.pop(attempt_id, None)
 
     def record_call(self, attempt_id: str, fmt: AudioFormat, session: CallSession) -> None:
@@ -93,8 +102,12 @@ class BotSessions:
         Runs on the worker's session thread, never on the media clock."""
         customer, bot = session.recording()
         duration_ms = fmt.ms(max(len(customer), len(bot)))
-        text = session.report(duration_ms).to_json()
-        self._records[attempt_id] = json.loads(text)  # as the file has it: plain JSON values only
+        record = json.loads(session.report(duration_ms).to_json())  # plain JSON values only
+        source = self._sources.pop(attempt_id, None)
+        if source is not None and source.fell_back:
+            record["generic_prompts"] = source.fell_back  # said in the generic form: not rendered in time
+        self._records[attempt_id] = record
+        text = json.dumps(record, ensure_ascii=False, indent=2)
         if self.calls_dir is None:
             return  # the files are an optional copy; the record travels on the Ended
         self.calls_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -34,6 +36,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--concurrency", type=int, default=None, help="override campaign.max_concurrent_calls")
     r.add_argument("--bind", default="127.0.0.1", help="local address for SIP and RTP (default 127.0.0.1)")
     r.add_argument("--grace", type=float, default=120.0, help="seconds calls in progress may go on after Ctrl-C")
+    r.add_argument(
+        "--prompt-cache-mb",
+        type=_megabytes,
+        default=None,
+        metavar="MB",
+        help="prompt audio on disk at most, least recently used evicted (default: campaign.prompt_cache.budget_mb, 256)",
+    )
     bus = r.add_mutually_exclusive_group()
     bus.add_argument(
         "--broker",
@@ -81,6 +90,21 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     )
     op.set_defaults(func=cmd_operator)
 
+    contacts = sub.add_parser("contacts", help="contacts files: check one without dialling")
+    csub = contacts.add_subparsers(dest="contacts_command", required=True)
+    ch = csub.add_parser(
+        "check",
+        help="import a contacts file as `voicebot run` would, into a throwaway store, and report: bad rows, duplicates, "
+        "DNC hits, contacts per time zone and tag, when each zone's calling window opens; dials nothing",
+    )
+    ch.add_argument("file", type=Path)
+    ch.add_argument("--dialplan", type=Path, help="its campaign's column mapping, fields, region, extensions, DNC file and window")
+    ch.add_argument("--region", default=None, help="for numbers written without +country (default: the dialplan's, else US)")
+    ch.add_argument("--dnc", type=Path, default=None, help="a do-not-call list (default: the dialplan's campaign.contacts.dnc_file)")
+    ch.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER", help="as for `voicebot run` (repeatable)")
+    ch.add_argument("--json", action="store_true", help="the report as one JSON object")
+    ch.set_defaults(func=cmd_contacts_check)
+
     e = sub.add_parser("export", help="write a campaign's attempts and results")
     e.add_argument("db", type=Path)
     e.add_argument("--csv", type=Path, required=True, help="output file ('-' for stdout)")
@@ -90,19 +114,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from voicebot.campaign.runner import CampaignRun, RunOptions  # pjsua2 and the models: only for this command
     from voicebot.dialplan import load_dialplan
-    from voicebot.errors import VoicebotError
     from voicebot.logs import log_to_file
 
     out = Console(stderr=False)
     db = args.db
     if db is None:
         db = Path("campaigns") / f"{_safe_name(load_dialplan(args.dialplan).dialplan.campaign.name)}.db"
-    columns = {}
-    for pair in args.column:
-        key, sep, header = pair.partition("=")
-        if not sep or not key.strip() or not header.strip():
-            raise VoicebotError(f"--column '{pair}': write FIELD=HEADER, e.g. phone=Telefon", code="bad-argument")
-        columns[key.strip()] = header.strip()
+    columns = _columns(args.column)
     if args.ignore_calling_window:
         out.print("[bold red]--ignore-calling-window: dialling at any hour (a local test PBX only)[/]")
     options = RunOptions(
@@ -118,6 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         columns=columns,
         broker=None if args.no_broker else (args.broker or ""),
         workers=args.workers,
+        prompt_cache_mb=args.prompt_cache_mb,
     )
 
     def media_workers(concurrency: int) -> WorkerPool:
@@ -129,11 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             options.dialplan, run.loaded, concurrency, options.prompts_dir, options.models_dir, options.calls_dir, options.bind_address
         )
 
-    run = CampaignRun(options, pool_factory=media_workers if args.workers == "local" else None)
+    bar = _ImportBar(out, args.contacts)
+    run = CampaignRun(options, pool_factory=media_workers if args.workers == "local" else None, on_import=bar.update)
     log_to_file(db.with_suffix(".log"))
     out.print(f"store {db}, log {db.with_suffix('.log')}, call records {run.options.calls_dir}")
     try:
-        run.prepare()
+        with bar:
+            run.prepare()
         _print_import(run, out)
         run.install_signal_handlers()
         view = _LiveView(run, out)
@@ -143,6 +164,75 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         run.close()
     return 3 if run.progress.state == "paused" else 0  # 3: paused, run again to resume
+
+
+def _columns(pairs: list[str]) -> dict[str, str]:
+    from voicebot.errors import VoicebotError
+
+    columns = {}
+    for pair in pairs:
+        key, sep, header = pair.partition("=")
+        if not sep or not key.strip() or not header.strip():
+            raise VoicebotError(f"--column '{pair}': write FIELD=HEADER, e.g. phone=Telefon", code="bad-argument")
+        columns[key.strip()] = header.strip()
+    return columns
+
+
+def cmd_contacts_check(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from voicebot.campaign.check import check_contacts
+    from voicebot.campaign.runner import contacts_mapping
+    from voicebot.config import Campaign
+    from voicebot.dialplan import load_dialplan
+
+    out = Console(stderr=False, soft_wrap=True)  # a report to read or grep: no wrapping at 80 columns in a pipe
+    dnc = args.dnc
+    if args.dialplan is not None:
+        campaign = load_dialplan(args.dialplan).dialplan.campaign
+        if args.region:
+            campaign = campaign.model_copy(update={"default_region": args.region.upper()})
+        if dnc is None and campaign.contacts.dnc_file:
+            dnc = Path(campaign.contacts.dnc_file)
+            dnc = dnc if dnc.is_absolute() else args.dialplan.parent / dnc
+    else:
+        # no dialplan: the defaults `voicebot run` would use, with a trunk that is never dialled
+        campaign = Campaign.model_validate(
+            {"name": "contacts-check", "trunk": {"uri_template": "sip:{number}@invalid"}, "default_region": (args.region or "US").upper()}
+        )
+    now = datetime.now(UTC)
+    bar = _ImportBar(Console(stderr=True), args.file)
+    with bar:
+        report = check_contacts(args.file, campaign, contacts_mapping(campaign.contacts, _columns(args.column)), dnc, now, bar.update)
+    if args.json:
+        print(report.to_json(now))
+        return 1 if report.problems else 0
+    i = report.imported
+    out.print(
+        f"{i.source}: {i.rows} rows, {i.contacts} contacts, {i.duplicates} duplicate rows merged, "
+        f"{i.dnc} on the DNC list, {len(report.problems)} rows with problems",
+        highlight=False,
+    )
+    if report.problems:
+        out.print("rows with problems (left out):")
+        for problem in report.problems:
+            out.print(f"  {problem}", highlight=False, markup=False)
+    if report.dnc_numbers:
+        out.print("on the do-not-call list (never dialled):")
+        for row, phone in report.dnc_numbers:
+            out.print(f"  row {row}: {phone}", highlight=False)
+    if report.zones:
+        out.print("contacts to dial per time zone, and when the calling window opens there:")
+        for z in report.zones:
+            when = "open now" if z.window_opens <= now else f"opens {z.window_opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            default = f" ({z.by_default} by default: their number gives no single zone)" if z.by_default else ""
+            out.print(f"  {z.zone:<32} {z.contacts:>9}  {when}{default}", highlight=False)
+    if report.tags:
+        out.print("contacts to dial per tag:")
+        for tag, n in report.tags.items():
+            out.print(f"  {tag:<32} {n:>9}", highlight=False, markup=False)
+    out.print("nothing was dialled")
+    return 1 if report.problems else 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -183,24 +273,53 @@ def cmd_export(args: argparse.Namespace) -> int:
     from voicebot.campaign.store import CampaignStore
 
     store = CampaignStore.open_readonly(args.db)
+    to_stdout = str(args.csv) == "-"
+    written = 0
     try:
-        rows = list(store.export_rows())
+        # row by row from the store's pages: a million attempts never sit in memory
+        rows = store.export_rows()
+        first = next(rows, None)
+        if first is None:
+            print(f"{args.db}: no attempts yet", file=sys.stderr)
+        stream = sys.stdout if to_stdout else open(args.csv, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        try:
+            writer = csv.DictWriter(stream, fieldnames=list(first) if first else ["attempt_id"])
+            writer.writeheader()
+            for row in itertools.chain([first] if first else [], rows):
+                writer.writerow(row)
+                written += 1
+        finally:
+            if not to_stdout:
+                stream.close()
     finally:
         store.close()
-    if not rows:
-        print(f"{args.db}: no attempts yet", file=sys.stderr)
-    fields = list(rows[0]) if rows else ["attempt_id"]
-    stream = sys.stdout if str(args.csv) == "-" else open(args.csv, "w", newline="", encoding="utf-8")  # noqa: SIM115
-    try:
-        writer = csv.DictWriter(stream, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
-    if stream is not sys.stdout:
-        print(f"{len(rows)} attempts written to {args.csv}", file=sys.stderr)
+    if not to_stdout:
+        print(f"{written} attempts written to {args.csv}", file=sys.stderr)
     return 0
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"'{text}': a size in megabytes, above 0 (e.g. 256)")
+    return value
+
+
+def prompt_cache_note(prompts: dict[str, int]) -> str:
+    """The prompt cache in a status line: its bytes against the budget, and how far rendering is behind."""
+    if not prompts:
+        return ""
+    mb = prompts["bytes"] / 1e6
+    budget = prompts["budget_bytes"] / 1e6
+    note = f"prompts {mb:.1f}/{budget:.0f} MB"
+    if prompts.get("queued") or prompts.get("rendering"):
+        note += f", {prompts['queued'] + prompts['rendering']} to render"
+    if prompts.get("dialled_unready"):
+        note += f", {prompts['dialled_unready']} dialled before theirs were ready"
+    return note
 
 
 def _safe_name(name: str) -> str:
@@ -214,11 +333,12 @@ def _print_import(run: CampaignRun, out: Console) -> None:
     if imported is None:
         return
     out.print(
-        f"{run.options.contacts}: {imported.rows} rows, {len(imported.contacts)} contacts, "
-        f"{imported.duplicates} duplicate rows merged, {len(imported.problems)} rows with problems"
+        f"{run.options.contacts}: {imported.rows} rows, {imported.contacts} contacts ({imported.added} new), "
+        f"{imported.duplicates} duplicate rows merged, {imported.dnc} on the DNC list, {len(imported.problems)} rows with problems "
+        f"({imported.seconds:.1f} s, {imported.rate_per_s:,.0f} rows/s)"
     )
     for problem in imported.problems[:20]:
-        out.print(f"  {problem}", highlight=False, markup=False)
+        out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
     if len(imported.problems) > 20:
         out.print(f"  ... and {len(imported.problems) - 20} more")
 
@@ -236,6 +356,33 @@ def _print_summary(run: CampaignRun, summary: dict, out: Console) -> None:
         out.print("paused: run the same command again to resume")
     elif run.progress.state == "idle":
         out.print("nothing more is due now (retries or calling windows later): run the same command again then")
+
+
+class _ImportBar:
+    """A progress bar while a contacts file is imported (a million rows take about a minute)."""
+
+    def __init__(self, out: Console, contacts: Path | None) -> None:
+        self._progress = Progress(
+            TextColumn("importing {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeRemainingColumn(),
+            console=out,
+            transient=True,
+            disable=contacts is None or not out.is_terminal,
+        )
+        self._task = self._progress.add_task(contacts.name if contacts else "", total=None)
+
+    def __enter__(self) -> _ImportBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
 
 
 class _LiveView:
@@ -267,7 +414,8 @@ class _LiveView:
             p = run.progress
             self.out.print(
                 f"[{p.state}]{_bus_note(run)} dialled {p.dialled}, answered {p.answered}, in call {p.in_call}, ended {p.ended} "
-                f"({p.per_minute():.1f}/min); " + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
+                f"({p.per_minute():.1f}/min); {prompt_cache_note(p.prompts)}; "
+                + ", ".join(f"{k} {v}" for k, v in p.outcomes.most_common()),
                 highlight=False,
             )
 
@@ -282,6 +430,8 @@ class _LiveView:
             outcomes.add_row(outcome, str(n))
         grid = Table.grid()
         grid.add_row(table)
+        if p.prompts:
+            grid.add_row(prompt_cache_note(p.prompts))
         grid.add_row(outcomes)
         return grid
 

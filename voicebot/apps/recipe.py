@@ -23,7 +23,7 @@ from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import make_tts
 
 if TYPE_CHECKING:
-    from voicebot.session import CallSession
+    from voicebot.session import CallSession, PromptSource
     from voicebot.speech.asr import AsrEngine
     from voicebot.telephony.pool import WorkerPool
 
@@ -45,7 +45,7 @@ def asr_engine(loaded: LoadedDialplan, models_dir: Path | None = None) -> AsrEng
 def call_session(
     loaded: LoadedDialplan,
     asr: AsrEngine,
-    prompts: PromptCache,
+    prompts: PromptSource,
     contact: Mapping[str, object],
     rate_hz: int,
     record: bool = False,

@@ -231,7 +231,7 @@ class BusWorker:
             self._emit(DialFailed(job.attempt_id, "worker-draining", f"worker {self.options.name} is shutting down"))
         else:
             try:
-                self.pool.dial(job.attempt_id, job.number, job.contact)
+                self.pool.dial(job.attempt_id, job.number, job.contact, job.keys_after_answer)
             except NoCapacity as e:
                 self._emit(DialFailed(job.attempt_id, "worker-full", str(e)))
                 return

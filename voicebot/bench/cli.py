@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-BENCHMARKS = ("capacity", "cps", "latency", "bargein", "asr", "understanding")
+BENCHMARKS = ("capacity", "cps", "latency", "bargein", "asr", "understanding", "campaign")
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +22,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="cps: seconds of dialling (60); latency/bargein: a bound on the calls' time",
+        help="cps, campaign: seconds of dialling measured (60); latency/bargein: a bound on the calls' time",
     )
     b.add_argument("--steps", type=_ints, default=None, metavar="N,N,...", help="capacity: concurrent calls per step (10,25,50,100,150)")
     b.add_argument("--step-seconds", type=float, default=None, metavar="S", help="capacity: measurement window per step (10)")
     b.add_argument("--no-floor", action="store_true", help="capacity: skip the sipp-to-sipp floor")
     b.add_argument("--rate", type=float, default=None, help="cps: attempts per second offered (40)")
+    b.add_argument("--sizes", type=_ints, default=None, metavar="N,N,...", help="campaign: contacts per run (10000,100000,1000000)")
     b.add_argument("--turns", type=int, default=None, help="latency: turns to measure (100)")
     b.add_argument("--trials", type=int, default=None, help="bargein: interruptions to measure (20)")
     b.add_argument(
@@ -153,6 +154,13 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> dict:
             if value:
                 opts = replace(opts, **{option: value})
         result = run(opts)
+    elif name == "campaign":
+        from voicebot.bench.campaign import CampaignOptions, run
+
+        opts_c = CampaignOptions(workdir, duration_s=args.duration or 60.0)
+        if args.sizes:
+            opts_c = replace(opts_c, sizes=args.sizes)
+        result = run(opts_c)
     else:
         from voicebot.bench.asr import AsrOptions, run
 

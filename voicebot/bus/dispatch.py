@@ -110,12 +110,12 @@ class RemoteWorkers(LedgerPlacer[str]):
                 if w.live
             }
 
-    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = ()) -> int:
+    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = (), keys_after_answer: str = "") -> int:
         with self._lock:
             w = self.ledger.place(attempt_id, closed=self._closing.is_set())
             call = w.calls[attempt_id]
             call.sent_at = call.accepted_at  # published at once: the broker queues it for the worker
-            self._send(w.key, Dial(attempt_id, number, contact))
+            self._send(w.key, Dial(attempt_id, number, contact, keys_after_answer))
             return w.serial
 
     def hangup(self, attempt_id: str) -> None:

@@ -154,7 +154,10 @@ def _build(topic: str, cls: type, body: dict) -> Any:
             contact = tuple((str(k), str(v)) for k, v in message.contact)
         except (TypeError, ValueError):
             raise JobMessageError(f"{topic}: a Dial whose contact is not a list of [field, value]") from None
-        message = Dial(str(message.attempt_id), str(message.number), contact)
+        keys = message.keys_after_answer
+        if not isinstance(keys, str) or not all(ch in "0123456789*#ABCD," for ch in keys):
+            raise JobMessageError(f"{topic}: a Dial whose keys_after_answer are not DTMF digits and commas")
+        message = Dial(str(message.attempt_id), str(message.number), contact, keys)
     if isinstance(message, Ended) and message.record is not None and not isinstance(message.record, dict):
         raise JobMessageError(f"{topic}: an Ended whose record is not an object")
     if isinstance(message, ScriptProgress):

@@ -16,6 +16,9 @@ class Dial:
     attempt_id: str
     number: str
     contact: tuple[tuple[str, str], ...] = ()  # the contact's fields, for the call's script
+    # keys to press once the far end answers, before the bot speaks ("," = 500 ms): an extension
+    # behind the dialled number
+    keys_after_answer: str = ""
 
 
 @dataclass(frozen=True)

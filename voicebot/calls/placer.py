@@ -70,8 +70,9 @@ class CallPlacer(Protocol):
         """Calls ``dial()`` would accept right now."""
         ...
 
-    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = ()) -> int:
-        """Hand the call to a worker and return its id; ``NoCapacity`` when no slot is free."""
+    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = (), keys_after_answer: str = "") -> int:
+        """Hand the call to a worker and return its id; ``NoCapacity`` when no slot is free. ``keys_after_answer``
+        (``,`` = a 500 ms pause) are pressed when the far end answers, and the bot speaks after them."""
         ...
 
     def hangup(self, attempt_id: str) -> None: ...

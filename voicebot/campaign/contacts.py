@@ -58,6 +58,7 @@ class Contact:
     tags: tuple[str, ...] = ()
     priority: int = 0  # higher is dialled first
     timezone: str | None = None  # IANA zone; None when the number alone does not tell
+    extension: str = ""  # dialled as DTMF after the answer
     row: int = 0  # 1-based row of the first row that gave this contact (the header is row 1)
     source: str = ""
 
@@ -86,8 +87,22 @@ class ImportResult:
 # --- numbers ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ParsedNumber:
+    e164: str
+    extension: str = ""  # digits to send as DTMF after the answer ("" for none)
+    zone: str | None = None  # as ``number_timezone`` gives it
+
+
 def normalise_number(raw: str, region: str) -> str:
     """E.164 via ``phonenumbers``; raises ValueError with a human message (not possible / not valid / empty)."""
+    return parse_number(raw, region).e164
+
+
+def parse_number(raw: str, region: str, extensions: bool = False) -> ParsedNumber:
+    """``normalise_number`` with the number's zone, parsed once (the import's slowest step, ~100 µs a row);
+    with ``extensions``, a number written with one ("... доб. 12", "x12", ";ext=12") keeps it apart
+    instead of being refused."""
     raw = raw.strip()
     region = region.upper()
     if not raw:
@@ -100,24 +115,36 @@ def normalise_number(raw: str, region: str) -> str:
         number = phonenumbers.parse(raw, region, keep_raw_input=True)
     except phonenumbers.NumberParseException:
         raise ValueError(f"'{raw}' is not a phone number") from None
+    main = raw
     if number.extension:
-        raise ValueError(f"'{raw}' has an extension ({number.extension}), which cannot be dialled")
+        if not extensions:
+            raise ValueError(f"'{raw}' has an extension ({number.extension}), which cannot be dialled")
+        # the extension's marker ("доб.", "ext", "x") is letters that belong to it, not to the number
+        main = re.sub(r"\D*" + re.escape(number.extension) + r"\D*$", "", raw)
     # phonenumbers reads letters as keypad digits or ignores trailing ones: either way a guess.
-    if any(ch.isalpha() for ch in raw):
+    if any(ch.isalpha() for ch in main):
         raise ValueError(f"'{raw}' contains letters")
     national = number.country_code_source == phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY
     where = f" for region {region}" if national else ""
-    international = _with_plus(raw) if national else None
-    if not phonenumbers.is_valid_number(number):
+    international = _with_plus(main) if national else None
+    # number_type finds the number's region and type once; it is UNKNOWN exactly when is_valid_number is
+    # False (both run the same match against the region's metadata), and the zone needs the type too
+    kind = phonenumbers.number_type(number)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         reason = phonenumbers.is_possible_number_with_reason(number)
         details = [d for d in (_POSSIBLE_REASON.get(reason), international and f"did you mean {international}?") if d]
         raise ValueError(f"'{raw}' is not a valid number{where}" + (f" ({'; '.join(details)})" if details else ""))
     # A bare digit string starting with the region's own country code is most likely an
     # international number that lost its "+" (Excel does that to numeric cells); lenient
     # national plans (e.g. Germany) would otherwise accept it as a longer, wrong national number.
-    if international and raw.startswith(str(phonenumbers.country_code_for_region(region))):
-        return international
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if international and main.startswith(str(phonenumbers.country_code_for_region(region))):
+        return ParsedNumber(international, number.extension or "", number_timezone(international))
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if number.country_code is not None and phonenumbers.is_number_type_geographical(kind, number.country_code):
+        zones = phone_timezone.time_zones_for_geographical_number(number)
+    else:
+        zones = phone_timezone.time_zones_for_number(number)  # country-level zones
+    return ParsedNumber(e164, number.extension or "", _one_zone(zones))
 
 
 def _with_plus(raw: str) -> str | None:
@@ -135,9 +162,16 @@ def number_timezone(e164: str) -> str | None:
     """The IANA zone of a number when it maps to exactly one zone; None when it maps to several
     (e.g. a Russian mobile) or none, and the caller falls back to the window's default zone."""
     try:
-        zones = phone_timezone.time_zones_for_number(phonenumbers.parse(e164))
+        return _single_zone(phonenumbers.parse(e164))
     except phonenumbers.NumberParseException:
         return None
+
+
+def _single_zone(number: phonenumbers.PhoneNumber) -> str | None:
+    return _one_zone(phone_timezone.time_zones_for_number(number))
+
+
+def _one_zone(zones: tuple[str, ...]) -> str | None:
     if len(zones) == 1 and zones[0] != phone_timezone.UNKNOWN_TIMEZONE:
         return zones[0]
     return None
@@ -163,25 +197,35 @@ def _read_rows(path: Path, sheet: str | None) -> Rows:
 
 
 def _decode(data: bytes) -> str:
+    return data.decode(_encoding(data))
+
+
+def _encoding(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else cp1251 unless the text looks Western, else cp1252 or latin-1."""
     try:
-        return data.decode("utf-8-sig")
+        data.decode("utf-8-sig")
+        return "utf-8-sig"
     except UnicodeDecodeError:
         pass
     text = data.decode("cp1251", errors="replace")
     if "\ufffd" not in text and not _MIXED_SCRIPT.search(text):
-        return text
+        return "cp1251"
     try:
-        return data.decode("cp1252")
+        data.decode("cp1252")
+        return "cp1252"
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return "latin-1"
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    try:
+        return csv.Sniffer().sniff("\n".join(lines[:_SNIFF_LINES]), delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _csv_rows(text: str) -> Rows:
-    sample = "\n".join(text.splitlines()[:_SNIFF_LINES])
-    try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
-    except csv.Error:
-        delimiter = ","
+    delimiter = _sniff_delimiter(text.splitlines()[:_SNIFF_LINES])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = [(n, [cell.strip() for cell in cells]) for n, cells in enumerate(reader, start=1)]
     return [(n, cells) for n, cells in rows if any(cells)]
@@ -285,6 +329,8 @@ class _Draft:
     tags: list[str]
     priority: int
     timezone: str | None  # from the timezone column only
+    number_zone: str | None = None  # from the number, when the column gives none
+    extension: str = ""
 
     def merge(self, other: _Draft) -> None:
         for name, value in other.values.items():
@@ -293,6 +339,7 @@ class _Draft:
         self.tags.extend(t for t in other.tags if t not in self.tags)
         self.priority = max(self.priority, other.priority)
         self.timezone = self.timezone or other.timezone
+        self.extension = self.extension or other.extension
 
 
 def load_contacts(
@@ -300,7 +347,10 @@ def load_contacts(
     mapping: ContactsImport,
     default_region: str,
     fields: Mapping[str, ContactField] | None = None,
+    extensions: bool = False,
 ) -> ImportResult:
+    """Every contact of the file in memory (a demo's list; ``importer.import_contacts`` streams into a store).
+    With ``extensions``, a number written with an extension is kept (the extension dialled after the answer)."""
     source = str(path)
     _check_region(source, default_region)
     rows = _read_rows(Path(path), mapping.sheet)
@@ -316,7 +366,7 @@ def load_contacts(
     drafts: dict[str, _Draft] = {}
     duplicates = 0
     for row, cells in rows[1:]:
-        draft, row_problems = _read_row(source, row, cells + [""] * (width - len(cells)), layout, specs, default_region)
+        draft, row_problems = _read_row(source, row, cells + [""] * (width - len(cells)), layout, specs, default_region, extensions)
         problems.extend(row_problems)
         if draft is None:
             continue
@@ -371,7 +421,13 @@ def _layout(header: _Header, mapping: ContactsImport, specs: Mapping[str, Contac
 
 
 def _read_row(
-    source: str, row: int, cells: list[str], layout: _Layout, specs: Mapping[str, ContactField], default_region: str
+    source: str,
+    row: int,
+    cells: list[str],
+    layout: _Layout,
+    specs: Mapping[str, ContactField],
+    default_region: str,
+    extensions: bool = False,
 ) -> tuple[_Draft | None, list[RowProblem]]:
     """The row as a draft contact, or None and every problem found in it (so one pass fixes them all)."""
     problems: list[RowProblem] = []
@@ -384,10 +440,10 @@ def _read_row(
         region = cells[layout.region].upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             problem(layout.region, f"unknown region '{cells[layout.region]}' (use an ISO country code such as US, GB or RU)")
-    phone = ""
+    number = None
     if not problems:
         try:
-            phone = normalise_number(cells[layout.phone], region)
+            number = parse_number(cells[layout.phone], region, extensions)
         except ValueError as exc:
             problem(layout.phone, str(exc))
     for name, index in layout.fields.items():
@@ -406,13 +462,13 @@ def _read_row(
             zone = _canonical_zone(cells[layout.timezone])
         except ValueError as exc:
             problem(layout.timezone, str(exc))
-    if problems:
+    if problems or number is None:
         return None, problems
 
     values = {name: (cells[i] if i is not None else "") for name, i in layout.fields.items()}
     values.update((name, cells[i]) for name, i in layout.extras.items())
     tags = _split_tags(cells[layout.tags]) if layout.tags is not None else []
-    return _Draft(phone, row, values, tags, priority, zone), []
+    return _Draft(number.e164, row, values, tags, priority, zone, number.zone, number.extension), []
 
 
 def _contact(draft: _Draft, specs: Mapping[str, ContactField], source: str) -> Contact:
@@ -422,7 +478,8 @@ def _contact(draft: _Draft, specs: Mapping[str, ContactField], source: str) -> C
         fields=values,
         tags=tuple(draft.tags),
         priority=draft.priority,
-        timezone=draft.timezone or number_timezone(draft.phone),
+        timezone=draft.timezone or draft.number_zone,
+        extension=draft.extension,
         row=draft.row,
         source=source,
     )

@@ -176,11 +176,9 @@ def prerender(graph: ScriptGraph, cache: PromptCache, rate_hz: int, contacts: It
         elif not template.contact_fields:
             ensure(template, variables)
     personal = [t for t in templates if not t.wav and t.contact_fields]
-    field_defaults = {k: f.default for k, f in graph.dialplan.campaign.contact_fields.items() if f.default is not None}
     for index, contact in enumerate(contacts):
         report.contacts += 1
-        # The values a call starts with, built as the engine builds them (variables win over contact fields).
-        values = {**field_defaults, **{k: v for k, v in contact.items() if v not in (None, "")}, **variables}
+        values = start_values(graph, contact)
         for template in personal:
             try:
                 ensure(template, values)
@@ -223,3 +221,77 @@ def _variants(template: PromptTemplate, values: Mapping[str, object]) -> Iterabl
     for combo in itertools.product(*axes):
         overrides = {name: value for name, value in zip(names, combo) if value is not _KEEP}
         yield render(template.text or "", {**values, **overrides}, where=template.where)
+
+
+def start_values(graph: ScriptGraph, contact: Mapping[str, object]) -> dict[str, object]:
+    """The values a call starts with, built as the engine builds them (variables win over contact fields)."""
+    field_defaults = {k: f.default for k, f in graph.dialplan.campaign.contact_fields.items() if f.default is not None}
+    return {**field_defaults, **{k: v for k, v in contact.items() if v not in (None, "")}, **graph.dialplan.script.variables}
+
+
+# --- just in time: one contact's texts, and what to say when they are not ready ----------------------------
+
+
+@dataclass(frozen=True)
+class PersonalPrompts:
+    """A script's personalised prompts, for rendering per contact just before the call."""
+
+    graph: ScriptGraph
+    templates: tuple[PromptTemplate, ...]
+
+    @classmethod
+    def of(cls, graph: ScriptGraph) -> PersonalPrompts:
+        return cls(graph, tuple(t for t in script_prompts(graph) if not t.wav and t.contact_fields and not _too_many(t)))
+
+    def texts(self, contact: Mapping[str, object]) -> list[str]:
+        """Every text the contact's call can know before it starts, in script order, without repeats.
+        A template this contact lacks a value for is left out: the call says its generic form."""
+        values = start_values(self.graph, contact)
+        out: dict[str, None] = {}
+        for template in self.templates:
+            try:
+                out.update((text, None) for text in _variants(template, values))
+            except ScriptError:
+                continue
+        return list(out)
+
+    def generic(self, contact: Mapping[str, object]) -> dict[str, str]:
+        """Each of the contact's personal texts -> the same prompt with no contact field filled in
+        (``{first_name|there}`` says "there"): what the call says when the personal one is not rendered yet.
+        A template whose fields have no default has no generic form and is left out."""
+        personal = start_values(self.graph, contact)
+        anonymous = start_values(self.graph, {})
+        out: dict[str, str] = {}
+        for template in self.templates:
+            try:
+                generic = list(_variants(template, anonymous))
+                mine = list(_variants(template, personal))
+            except ScriptError:
+                continue
+            if len(generic) == len(mine):  # the same mid-call options, in the same order
+                out.update((text, other) for text, other in zip(mine, generic) if text != other)
+        return out
+
+    def generic_texts(self) -> list[str]:
+        """The generic forms themselves: static, rendered once before the first call."""
+        anonymous = start_values(self.graph, {})
+        out: dict[str, None] = {}
+        for template in self.templates:
+            try:
+                out.update((text, None) for text in _variants(template, anonymous))
+            except ScriptError:
+                continue
+        return list(out)
+
+
+def static_texts(graph: ScriptGraph) -> list[str]:
+    """The texts ``prerender`` renders once for every call (no contact field in them)."""
+    variables = dict(graph.dialplan.script.variables)
+    out: dict[str, None] = {}
+    for template in script_prompts(graph):
+        if not template.wav and not template.contact_fields:
+            try:
+                out.update((text, None) for text in _variants(template, variables))
+            except ScriptError:
+                continue
+    return list(out)

@@ -19,6 +19,7 @@ Ctrl-C, or SIGTERM, ends them now). Running again resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import signal
 import threading
@@ -38,8 +39,10 @@ from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
 from voicebot.calls.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
 from voicebot.calls.placer import CallPlacer, NoCapacity, TokenBucket
-from voicebot.campaign.contacts import ImportResult, load_contacts, load_dnc
-from voicebot.campaign.prompts import prerender
+from voicebot.campaign.contacts import RowProblem, load_dnc
+from voicebot.campaign.importer import ImportReport, import_contacts
+from voicebot.campaign.jit_prompts import JitRenderer, open_budget, render_pool, spare_cores
+from voicebot.campaign.prompts import PersonalPrompts, prerender, static_texts
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
 from voicebot.campaign.store import Attempt, AttemptResult, CampaignStore
 from voicebot.config import ContactsImport
@@ -56,6 +59,9 @@ _log = structlog.get_logger("voicebot.campaign")
 PlacerFactory = Callable[[int], contextlib.AbstractContextManager[CallPlacer]]
 
 PROGRESS_EVERY_S = 10.0
+IMPORT_LOG_EVERY_S = 5.0
+LOOKAHEAD_EVERY_S = 0.5  # how often the contacts due next are handed to the prompt renderer
+MAX_LOOKAHEAD = 2000  # contacts ahead at most, whatever the dial rate
 _DIAL_FAILED_RETRY_S = 5.0  # a call that never left (worker full or lost before dialling)
 
 
@@ -77,6 +83,7 @@ class RunOptions:
     workers: str = "local"  # local: media workers of this process; remote: `voicebot worker`s reached over the broker
     wait_for_workers_s: float = 60.0  # remote: how long to wait for the first worker's heartbeat
     poll_s: float = 0.1
+    prompt_cache_mb: float | None = None  # overrides campaign.prompt_cache.budget_mb
 
     def __post_init__(self) -> None:
         stem = self.db.with_suffix("")
@@ -97,6 +104,7 @@ class Progress:
     outcomes: Counter = field(default_factory=Counter)
     state: str = "starting"
     note: str = ""
+    prompts: dict[str, int] = field(default_factory=dict)  # the prompt renderer's and cache's figures
 
     def per_minute(self) -> float:
         minutes = max(1e-9, (time.monotonic() - self.started) / 60)
@@ -112,15 +120,17 @@ class CampaignRun:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         pool_factory: PlacerFactory | None = None,
+        on_import: Callable[[int, int], None] | None = None,
     ) -> None:
         self.options = options
         self.clock = clock  # wall time: calling windows, retry times, the store's timestamps
         self.monotonic = monotonic  # pacing (calls_per_second) and the Ctrl-C grace period
         self.pool_factory = pool_factory
+        self.on_import = on_import  # (rows read, rows in the file): a progress bar
         self.loaded: LoadedDialplan | None = None
         self.store: CampaignStore | None = None
         self.progress = Progress()
-        self.imported: ImportResult | None = None
+        self.imported: ImportReport | None = None
         self.recovered: list[str] = []
         self._in_flight: dict[str, Attempt] = {}
         self._live_progress: set[str] = set()  # attempts whose script events came live (none from the record then)
@@ -133,6 +143,9 @@ class CampaignRun:
         self._held = False  # paused over MQTT: nothing new is dialled, the run waits for resume
         self._progress_at: float | None = None
         self._progress_state = ""
+        self.prompts: JitRenderer | None = None
+        self._token_wait_s = 0.0  # until the pacing bucket's next token, when the last dial round ran out
+        self._lookahead_at: float | None = None
 
     # -- before dialling ---------------------------------------------------------------------------
 
@@ -140,29 +153,106 @@ class CampaignRun:
         o = self.options
         self.loaded = load_dialplan(o.dialplan)
         campaign = self.loaded.dialplan.campaign
+        _log.info("run_preparing", campaign=campaign.name, dialplan=str(o.dialplan), db=str(o.db), contacts=str(o.contacts or ""))
         o.db.parent.mkdir(parents=True, exist_ok=True)
         self.store = store = CampaignStore.open(o.db, campaign.name, str(o.dialplan))
         now = self.clock()
         self.recovered = store.recover(now, max_attempts=campaign.retry.max_attempts)
         for attempt_id in self.recovered:
             _log.warning("attempt_interrupted", attempt_id=attempt_id, why="the previous run ended while it was in progress")
-        if o.contacts is not None:
-            mapping = contacts_mapping(campaign.contacts, o.columns)
-            self.imported = load_contacts(o.contacts, mapping, campaign.default_region, campaign.contact_fields)
-            store.add_contacts(self.imported.contacts)
+        # the DNC list first, so the import can say which of the file's numbers are on it
+        dnc_problems: list[RowProblem] = []
         if campaign.contacts.dnc_file:
             dnc_path = Path(campaign.contacts.dnc_file)
             if not dnc_path.is_absolute():
                 dnc_path = o.dialplan.parent / dnc_path
-            numbers, problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
+            numbers, dnc_problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
             store.add_dnc(numbers, str(dnc_path))
-            if self.imported is not None:
-                self.imported.problems.extend(problems)
+        if o.contacts is not None:
+            self.imported = self._import(store, o.contacts)
+            self.imported.problems.extend(dnc_problems)
+        self._prepare_prompts()
+
+    def _import(self, store: CampaignStore, path: Path) -> ImportReport:
+        assert self.loaded is not None
+        campaign = self.loaded.dialplan.campaign
+        _log.info("import_started", file=str(path))
+        mapping = contacts_mapping(campaign.contacts, self.options.columns)
+        logged_at = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            nonlocal logged_at
+            if self.on_import is not None:
+                self.on_import(done, total)
+            if time.monotonic() - logged_at >= IMPORT_LOG_EVERY_S:  # a million rows take a minute: say so meanwhile
+                logged_at = time.monotonic()
+                _log.info("import_progress", file=str(path), rows=done, of=total)
+
+        report = import_contacts(
+            path,
+            mapping,
+            campaign.default_region,
+            campaign.contact_fields,
+            store,
+            on_progress=progress,
+            extensions=campaign.extensions.dial,
+        )
+        _log.info(
+            "import_finished",
+            file=str(path),
+            rows=report.rows,
+            contacts=report.contacts,
+            added=report.added,
+            known=report.known,
+            duplicates=report.duplicates,
+            dnc=report.dnc,
+            problems=len(report.problems),
+            seconds=round(report.seconds, 2),
+            rows_per_s=round(report.rate_per_s),
+        )
+        return report
+
+    def _prepare_prompts(self) -> None:
+        """Static prompts (and the generic forms of personal ones) now, once; personal ones just in time."""
+        assert self.loaded is not None
+        o = self.options
         speech = self.loaded.dialplan.speech
+        settings = self.loaded.dialplan.campaign.prompt_cache
         assert o.prompts_dir is not None  # set by RunOptions.__post_init__
+        started = time.perf_counter()
         cache = PromptCache(o.prompts_dir, make_tts(speech.tts, speech.language, o.models_dir))
-        due = store.due(float("inf"), limit=1_000_000)
-        prerender(self.loaded.graph, cache, speech.rate_hz, (c.fields for c in due))
+        report = prerender(self.loaded.graph, cache, speech.rate_hz, [])
+        personal = PersonalPrompts.of(self.loaded.graph)
+        generic = personal.generic_texts()
+        for text in generic:
+            cache.get(text, speech.rate_hz)
+        permanent = [cache.path(t, speech.rate_hz) for t in generic]
+        # recorded prompts are not pinned: converting one again after an eviction is a resample, not a TTS
+        permanent += [cache.path(t, speech.rate_hz) for t in static_texts(self.loaded.graph)]
+        budget_mb = o.prompt_cache_mb or settings.budget_mb
+        budget = open_budget(o.prompts_dir, int(budget_mb * 1e6), permanent)
+        _log.info(
+            "static_prompts_rendered",
+            prompts=report.rendered,
+            synthesized=report.synthesized,
+            generic_forms=len(generic),
+            personal_templates=len(personal.templates),
+            seconds=round(time.perf_counter() - started, 2),
+            **budget.stats().as_dict(),
+        )
+        if o.workers == "remote":
+            return  # a remote worker renders a contact's prompts itself when it takes the Dial, while it rings
+        workers = settings.render_workers or spare_cores()
+        executor, render = render_pool(workers, o.prompts_dir, speech.tts, speech.language, o.models_dir, speech.rate_hz)
+        self.prompts = JitRenderer(
+            personal,
+            budget,
+            lambda text: str(cache.path(text, speech.rate_hz)),
+            render,
+            executor,
+            workers,
+            speech.rate_hz,
+        )
 
     # -- the run --------------------------------------------------------------------------------------
 
@@ -174,13 +264,17 @@ class CampaignRun:
         self.concurrency = concurrency = o.concurrency or campaign.max_concurrent_calls
         store.set_state("state", "running")
         self.progress.state = "running"
-        bucket = TokenBucket(campaign.calls_per_second)
+        # a tenth of a second of tokens: a round that woke late catches up, and the rate over a second holds
+        bucket = TokenBucket(campaign.calls_per_second, burst=max(1, math.ceil(campaign.calls_per_second / 10)))
         hung_up: set[str] = set()
-        with self._bus(campaign.name), self._workers(concurrency) as pool:
+        _log.info("workers_starting", concurrency=concurrency, workers=o.workers)
+        with self._bus(campaign.name), self._workers(concurrency) as pool, self._renderer():
             self.progress.note = f"{pool.workers} media workers" + (" over the broker" if o.workers == "remote" else "")
+            _log.info("dialling", media_workers=pool.workers, capacity=pool.capacity, calls_per_second=campaign.calls_per_second)
             while True:
                 self._take_events(pool)
                 self._take_commands(pool)
+                self._tend_prompts()
                 self._report_progress()
                 if self._stop.is_set():
                     for attempt_id in self._in_flight.keys() - hung_up:
@@ -209,7 +303,10 @@ class CampaignRun:
                         break  # retries and calling windows are for a later run
                     else:
                         self._note_waiting(next_due)
-                event = pool.next_event(o.poll_s)
+                # a token due sooner than the poll: wake for it, or the loop's poll caps the dial rate
+                # (measured: 14 attempts/s at calls_per_second 40 with a 0.1 s poll)
+                event = pool.next_event(min(o.poll_s, self._token_wait_s) if self._token_wait_s else o.poll_s)
+                self._token_wait_s = 0.0
                 if event is not None:
                     self._on_event(event.event, event.worker_id)
             if self._pause.is_set() or self._stop.is_set():
@@ -219,6 +316,31 @@ class CampaignRun:
             store.set_state("state", self.progress.state)
             self._report_progress(force=True)  # the run's last word, while the bus is still up
         return store.summary()
+
+    @contextlib.contextmanager
+    def _renderer(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if self.prompts is not None:
+                self.prompts.close()
+
+    def _tend_prompts(self) -> None:
+        """Renders finished and started; every LOOKAHEAD_EVERY_S, the contacts due next handed over."""
+        if self.prompts is None:
+            return
+        assert self.store is not None and self.loaded is not None
+        campaign = self.loaded.dialplan.campaign
+        now = self.monotonic()
+        if self.prompts.personalised and (self._lookahead_at is None or now - self._lookahead_at >= LOOKAHEAD_EVERY_S):
+            self._lookahead_at = now
+            horizon_s = campaign.prompt_cache.lookahead_s
+            # as many contacts as the dial rate reaches within the horizon: never the whole list
+            limit = min(MAX_LOOKAHEAD, max(self.concurrency, math.ceil(campaign.calls_per_second * horizon_s)))
+            due = self.store.due(self.clock() + horizon_s, limit=limit)
+            self.prompts.lookahead((c.id, c.fields) for c in due)
+        self.prompts.pump()
+        self.progress.prompts = self.prompts.stats()
 
     @contextlib.contextmanager
     def _bus(self, campaign: str):  # noqa: ANN202
@@ -276,7 +398,10 @@ class CampaignRun:
         wait_s = next_due - self.clock()
         if wait_s > 1:
             at = datetime.fromtimestamp(next_due, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            self.progress.note = f"waiting: next call at {at} (calling window or retry delay)"
+            note = f"waiting: next call at {at} (calling window or retry delay)"
+            if note != self.progress.note:
+                _log.info("waiting", next_call_at=at, why="calling window or retry delay")
+            self.progress.note = note
 
     def pause(self) -> None:
         """Dial nothing new; let calls in progress finish. A second pause ends them now."""
@@ -356,6 +481,17 @@ class CampaignRun:
         self._progress_at, self._progress_state = now, state
         p = self.progress
         totals = self.store.summary()
+        _log.info(
+            "progress",
+            state=state,
+            note=p.note,
+            dialled=p.dialled,
+            answered=p.answered,
+            in_call=len(self._in_flight),
+            ended=p.ended,
+            pending=totals["pending"],
+            prompts=p.prompts,
+        )
         self.store.add_event(
             "campaign.progress",
             None,
@@ -393,11 +529,15 @@ class CampaignRun:
             if opens > now_dt:
                 self.store.defer(contact.id, opens.timestamp())  # outside its calling window: come back when it opens
                 continue
-            if bucket.take(self.monotonic()) > 0:
+            wait_s = bucket.take(self.monotonic())
+            if wait_s > 0:
+                self._token_wait_s = wait_s
                 return  # calls_per_second: the next one waits for a token
             attempt = self.store.start_attempt(contact.id, now)  # committed before the number leaves
+            if self.prompts is not None:
+                self.prompts.dialling(contact.id, attempt.fields)  # not ready: rendered while it rings
             try:
-                worker_id = pool.dial(attempt.id, attempt.phone, tuple(attempt.fields.items()))
+                worker_id = pool.dial(attempt.id, attempt.phone, tuple(attempt.fields.items()), self._extension_keys(attempt.extension))
             except NoCapacity:
                 self._finish(attempt, AttemptResult(outcome="not_dialled", reason="no free worker slot"), now, retry=now)
                 return
@@ -408,6 +548,10 @@ class CampaignRun:
             free -= 1
             if free <= 0:
                 return
+
+    def _extension_keys(self, extension: str) -> str:
+        assert self.loaded is not None
+        return extension_keys(extension, self.loaded.dialplan.campaign.extensions.pause_s)
 
     # -- results ----------------------------------------------------------------------------------------
 
@@ -502,6 +646,8 @@ class CampaignRun:
         elif attempt.seq >= policy.max_attempts:
             retry = None
         self.store.finish_attempt(attempt.id, result, now, retry, dnc=result.outcome == "dnc")
+        if self.prompts is not None:
+            self.prompts.ended(attempt.contact_id)
         self.progress.ended += 1
         self.progress.outcomes[result.outcome] += 1
         _log.info(
@@ -513,6 +659,11 @@ class CampaignRun:
             talk_ms=result.talk_ms,
             retry_at=retry,
         )
+
+
+def extension_keys(extension: str, pause_s: float) -> str:
+    """An extension as keys after the answer: the pause in 500 ms commas (rounded up), then its digits."""
+    return "," * math.ceil(pause_s / 0.5) + extension if extension else ""
 
 
 _MAPPING_KEYS = ("phone", "tags", "priority", "timezone", "region")

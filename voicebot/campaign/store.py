@@ -14,7 +14,7 @@ loses a result and never dials a number twice for one attempt:
   leaves and never reused: after a crash, attempts still ``created``/``dialling``
   become ``interrupted`` (``recover``), and the retry is a new attempt with a new id.
 
-Schema (version 2). Portable types so PostgreSQL can follow: TEXT, INTEGER and
+Schema (version 3). Portable types so PostgreSQL can follow: TEXT, INTEGER and
 DOUBLE PRECISION (SQLite gives it REAL affinity; PostgreSQL's ``REAL`` would be a
 4-byte float, too coarse for epoch seconds). Every timestamp is epoch seconds UTC
 in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
@@ -39,6 +39,9 @@ in a DOUBLE PRECISION column; JSON is TEXT. SQLite-only spellings, marked below:
     events(id INTEGER PK AUTOINCREMENT, ts DOUBLE, attempt_id TEXT, kind TEXT, payload TEXT json
              validated by its kind's model (voicebot/events.py) before it is written,
              published INTEGER 0/1: v1 only, no longer written)
+    contacts.extension TEXT (v3): digits sent as DTMF after the answer ('' for none)
+    indexes (v3): contacts_next (status, priority DESC, next_at, id) serves ``due``; contacts_next_at
+             (status, next_at) serves ``next_due_at``
     sink_cursors(sink TEXT PK, last_event_id INTEGER)   (v2) each sink reads events in id order past its cursor
     dead_letters(id PK, sink, event_id, kind, reason, at DOUBLE, UNIQUE(sink, event_id))   (v2) what a sink
              could not deliver, and why
@@ -64,7 +67,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,7 +77,7 @@ from typing import Any, Protocol, Self
 from voicebot.errors import VoicebotError
 from voicebot.events import EventData, validate_event
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each version's statements, applied in order inside one transaction. A later
 # version appends an entry here (ALTER TABLE ...); never edit a released one.
@@ -164,6 +167,17 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             UNIQUE(sink, event_id)
         )""",
     ),
+    # Version 3: the next due contact is read from an index in the order it is dialled (priority first,
+    # then the longest waiting, then import order). The v1 index could not serve ORDER BY priority DESC,
+    # next_at ASC, so every tick sorted all pending contacts: 0.1 s at 100,000, seconds at 1,000,000.
+    # The second index answers "when is the next one due?" without reading the pending contacts.
+    3: (
+        "DROP INDEX IF EXISTS contacts_due",
+        "CREATE INDEX IF NOT EXISTS contacts_next ON contacts (status, priority DESC, next_at, id)",
+        "CREATE INDEX IF NOT EXISTS contacts_next_at ON contacts (status, next_at)",
+        # a number written with an extension: the main number is dialled, the extension sent as DTMF
+        "ALTER TABLE contacts ADD COLUMN extension TEXT NOT NULL DEFAULT ''",
+    ),
 }
 
 _OPEN_STATES = ("created", "dialling")
@@ -191,6 +205,8 @@ class ContactLike(Protocol):
     def row(self) -> int: ...
     @property
     def source(self) -> str: ...
+    @property
+    def extension(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,7 @@ class Attempt:
     seq: int
     phone: str
     fields: dict[str, str]
+    extension: str = ""  # DTMF after the answer
 
 
 @dataclass(frozen=True)
@@ -619,8 +636,8 @@ class CampaignStore:
                     dnc = c.execute("SELECT 1 FROM dnc WHERE phone = ?", (contact.phone,)).fetchone() is not None
                     c.execute(
                         "INSERT INTO contacts (phone, fields, tags, priority, timezone, source, source_row, status,"
-                        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (contact.phone, *data, "dnc" if dnc else "pending", now, now),
+                        " created_at, updated_at, extension) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (contact.phone, *data, "dnc" if dnc else "pending", now, now, contact.extension),
                     )
                     added += 1
                     continue
@@ -634,6 +651,80 @@ class CampaignStore:
                         (*data, now, row[0]),
                     )
         return added, known
+
+    def begin_import(self) -> int:
+        """Start an import: returns the id the next new contact gets (``import_batch`` counts contacts from
+        there as this import's own), and forgets which known contacts the previous import touched."""
+        with self._tx() as c:
+            # known numbers this import has updated once already: a later row of the file merges into them
+            c.execute("CREATE TEMP TABLE IF NOT EXISTS import_known (phone TEXT PRIMARY KEY)")
+            c.execute("DELETE FROM import_known")
+            return int(c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM contacts").fetchone()[0])
+
+    def import_batch(self, contacts: Sequence[ContactLike], first_new: int, defaults: Mapping[str, str]) -> tuple[int, int, int, int]:
+        """One batch of an import that started when ``first_new`` was ``next_contact_id()``, in one transaction.
+
+        A number new to the store is added (``dnc`` if it is on the list). A number this import added
+        already (an earlier row of the file) is merged: empty fields, or fields holding their
+        ``defaults`` value, are filled, tags joined, the higher priority kept, the first zone kept.
+        A number an earlier import added keeps its status and attempts; its data is updated, as by
+        ``add_contacts``, by its first row in this file (later rows merge into it). Returns (added, known, duplicates, on the DNC list)."""
+        now = _now()
+        added = known = duplicates = 0
+        with self._tx() as c:
+            phones = list(dict.fromkeys(x.phone for x in contacts))
+            stored: dict[str, tuple] = {}
+            dnc: set[str] = set()
+            claimed: set[str] = set()  # known numbers an earlier row of this import updated
+            for i in range(0, len(phones), 500):
+                chunk = phones[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for r in c.execute(
+                    f"SELECT phone, id, fields, tags, priority, timezone, source, source_row, extension FROM contacts WHERE phone IN ({marks})",
+                    chunk,
+                ):
+                    stored[r[0]] = (r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8])
+                dnc.update(r[0] for r in c.execute(f"SELECT phone FROM dnc WHERE phone IN ({marks})", chunk))
+                claimed.update(r[0] for r in c.execute(f"SELECT phone FROM import_known WHERE phone IN ({marks})", chunk))
+            fresh: dict[str, list] = {}  # phone -> [fields, tags, priority, timezone, source, row], new in this batch
+            merged: set[str] = set()  # stored contacts of this import that a row of this batch changed
+            for x in contacts:
+                if x.phone in fresh:
+                    duplicates += 1
+                    _merge_into(fresh[x.phone], x, defaults)
+                elif x.phone in stored and (stored[x.phone][0] >= first_new or x.phone in claimed):
+                    duplicates += 1
+                    row = stored[x.phone]
+                    target = list(row[1:])
+                    _merge_into(target, x, defaults)
+                    stored[x.phone] = (row[0], *target)
+                    merged.add(x.phone)
+                elif x.phone in stored:
+                    known += 1
+                    claimed.add(x.phone)
+                    c.execute("INSERT INTO import_known (phone) VALUES (?)", (x.phone,))
+                    row = stored[x.phone]
+                    data = (dict(x.fields), list(x.tags), int(x.priority), x.timezone, x.source, x.row, x.extension)
+                    if tuple(row[1:]) != data:
+                        stored[x.phone] = (row[0], *data)
+                        merged.add(x.phone)
+                else:
+                    added += 1
+                    fresh[x.phone] = [dict(x.fields), list(x.tags), int(x.priority), x.timezone, x.source, x.row, x.extension]
+            c.executemany(
+                "INSERT INTO contacts (phone, fields, tags, priority, timezone, source, source_row, extension, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (phone, _dumps(v[0]), _dumps(v[1]), v[2], v[3], v[4], v[5], v[6], "dnc" if phone in dnc else "pending", now, now)
+                    for phone, v in fresh.items()
+                ),
+            )
+            c.executemany(
+                "UPDATE contacts SET fields = ?, tags = ?, priority = ?, timezone = ?, source = ?, source_row = ?, extension = ?, updated_at = ?"
+                " WHERE id = ?",
+                ((_dumps(r[1]), _dumps(r[2]), r[3], r[4], r[5], r[6], r[7], now, r[0]) for r in (stored[phone] for phone in merged)),
+            )
+        return added, known, duplicates, sum(1 for phone in phones if phone in dnc)
 
     def add_dnc(self, phones: Iterable[str], source: str) -> int:
         """Put numbers on the do-not-call list; returns how many were new to it. Pending contacts
@@ -684,7 +775,7 @@ class CampaignStore:
         longest waiting (never-scheduled ones first), then import order."""
         with self._read() as c:
             rows = c.execute(
-                f"SELECT {self._CONTACT_COLUMNS} FROM contacts"
+                f"SELECT {self._CONTACT_COLUMNS} FROM contacts INDEXED BY contacts_next"
                 " WHERE status = 'pending' AND (next_at IS NULL OR next_at <= ?)"
                 " AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone)"
                 " ORDER BY priority DESC, next_at ASC NULLS FIRST, id ASC LIMIT ?",
@@ -696,11 +787,12 @@ class CampaignStore:
         """The earliest ``next_at`` among pending contacts, for the runner's sleep; 0.0 when one
         is due with no time set (due now), None when nothing is pending."""
         with self._read() as c:
+            # NULL (due now) sorts first; the index stops the scan at the first contact not on the DNC list
             row = c.execute(
-                "SELECT COUNT(*), MIN(COALESCE(next_at, 0.0)) FROM contacts WHERE status = 'pending'"
-                " AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone)"
+                "SELECT COALESCE(next_at, 0.0) FROM contacts INDEXED BY contacts_next_at WHERE status = 'pending'"
+                " AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone) ORDER BY next_at ASC NULLS FIRST LIMIT 1"
             ).fetchone()
-        return None if row[0] == 0 else float(row[1])
+        return None if row is None else float(row[0])
 
     def defer(self, contact_id: int, until: float) -> bool:
         """Move a pending contact's next try to ``until`` (e.g. when its calling window opens).
@@ -723,10 +815,10 @@ class CampaignStore:
         """Commit a new attempt for a pending contact (-> ``in_call``) before its number is dialled.
         Raises StoreError if the contact is not pending, so a contact never has two attempts in flight."""
         with self._tx() as c:
-            row = c.execute("SELECT phone, fields, status, attempts FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+            row = c.execute("SELECT phone, fields, status, attempts, extension FROM contacts WHERE id = ?", (contact_id,)).fetchone()
             if row is None:
                 raise StoreError(f"{self.path}: no contact {contact_id}")
-            phone, fields, status, attempts = row
+            phone, fields, status, attempts, extension = row
             if status != "pending":
                 raise StoreError(f"{self.path}: contact {contact_id} ({phone}) is {status}, not pending: not dialled")
             if c.execute("SELECT 1 FROM dnc WHERE phone = ?", (phone,)).fetchone() is not None:
@@ -741,7 +833,7 @@ class CampaignStore:
                 "INSERT INTO attempts (id, contact_id, seq, state, created_at) VALUES (?, ?, ?, 'created', ?)",
                 (attempt_id, contact_id, seq, now),
             )
-        return Attempt(id=attempt_id, contact_id=contact_id, seq=seq, phone=phone, fields=json.loads(fields))
+        return Attempt(id=attempt_id, contact_id=contact_id, seq=seq, phone=phone, fields=json.loads(fields), extension=extension)
 
     def mark_dialling(self, attempt_id: str, worker_id: int | None, now: float) -> bool:
         """Record that the attempt was handed to a worker. True if this call recorded it; False if it
@@ -1000,6 +1092,18 @@ class CampaignStore:
                 "worker_id": "" if r.worker_id is None else r.worker_id,
                 "recording": r.recording or "",
             }
+
+
+def _merge_into(target: list, other: ContactLike, defaults: Mapping[str, str]) -> None:
+    """A later row of the same number: [fields, tags, priority, timezone, ...] filled in from it."""
+    fields, tags = target[0], target[1]
+    for name, value in other.fields.items():
+        if value and (not fields.get(name) or (fields.get(name) == defaults.get(name) and value != defaults.get(name))):
+            fields[name] = value
+    tags.extend(t for t in other.tags if t not in tags)
+    target[2] = max(target[2], int(other.priority))
+    target[3] = target[3] or other.timezone
+    target[6] = target[6] or other.extension
 
 
 def _now() -> float:

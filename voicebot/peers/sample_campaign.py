@@ -134,6 +134,7 @@ class SampleContact:
     timezone: str | None = None
     row: int = 0
     source: str = "sample"
+    extension: str = ""
 
 
 # (first name, company, tags, the persona of each attempt in order)

@@ -129,7 +129,7 @@ class WorkerPool(LedgerPlacer[int]):
         with self._lock:
             return {w.serial: w.pid for w in self.ledger.workers.values() if w.live}
 
-    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = ()) -> int:
+    def dial(self, attempt_id: str, number: str, contact: tuple[tuple[str, str], ...] = (), keys_after_answer: str = "") -> int:
         """Accept a call for the least loaded live worker and return that worker's id.
 
         The ``Dial`` reaches the worker when its set-up pacing allows. Raises
@@ -138,7 +138,7 @@ class WorkerPool(LedgerPlacer[int]):
         """
         with self._lock:
             w = self.ledger.place(attempt_id, closed=self._closing.is_set())
-            self._slots[w.key].pending.append(Dial(attempt_id, number, contact))
+            self._slots[w.key].pending.append(Dial(attempt_id, number, contact, keys_after_answer))
             self._lock.notify_all()
             return w.serial
 

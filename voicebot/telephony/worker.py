@@ -149,6 +149,8 @@ class _Leg:
     reason: str = ""
     handoff: _HandoffState | None = None
     keys: list[tuple[float, str]] = field(default_factory=list)  # (when, digits) still to press
+    keys_after_answer: str = ""  # an extension behind the dialled number ("," = 500 ms)
+    session_after_keys: bool = False  # answered, its keys_after_answer still going out: the bot speaks after them
     hang_up_at: float | None = None  # the session is done; hang up once its last keys have gone out
     handoff_result: str = ""  # transferred | bridged | failed
     bridged: bool = False  # customer and operator talk through the bridge; the bot is off the line
@@ -336,7 +338,14 @@ class MediaWorker:
         uri = self._sip.uri_for(cmd.number)
         call = DialCall(self._sip.account, cmd.attempt_id, self)
         now = time.monotonic()
-        leg = _Leg(cmd.attempt_id, call, now, now + self.settings.ring_timeout_s, contact=dict(cmd.contact))
+        leg = _Leg(
+            cmd.attempt_id,
+            call,
+            now,
+            now + self.settings.ring_timeout_s,
+            contact=dict(cmd.contact),
+            keys_after_answer=cmd.keys_after_answer,
+        )
         self._legs[cmd.attempt_id] = leg
         prm = pj.CallOpParam(True)
         header = pj.SipHeader()
@@ -373,6 +382,9 @@ class MediaWorker:
                 self._press(leg, digits)
                 if not leg.keys and leg.hang_up_at is not None:
                     leg.hang_up_at = now + _KEY_S * len(digits)  # let pjsua finish sending them
+                if not leg.keys and leg.session_after_keys:
+                    leg.session_after_keys = False
+                    self._start_session(leg)
             if leg.hang_up_at is not None and now >= leg.hang_up_at:
                 self._hang_up(leg.attempt_id, None)
                 continue
@@ -451,7 +463,12 @@ class MediaWorker:
             leg.answered_at = leg.final_at = now
             leg.talk_deadline = now + self.settings.max_call_duration_s
             self._emit(Answered(leg.attempt_id, _ms(now - leg.dialled_at)))
-            self._start_session(leg)
+            if leg.keys_after_answer:
+                # the extension first: a greeting said to the PBX's attendant would be lost on the person
+                leg.session_after_keys = True
+                self._queue_keys(leg, leg.keys_after_answer)
+            else:
+                self._start_session(leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             leg.final_at = leg.final_at or now
             leg.ended_at = now

@@ -1,4 +1,4 @@
-"""Whisper for the answer, a grammar pass for barge-in words only while a barge-in waits on them.
+"""Whisper for the answer; a grammar pass for barge-in words, and a second opinion when the script asks.
 
 Why both: Whisper tiny.en hears answers outside a node's phrases as themselves
 (so they become reprompts, not actions), but it makes nothing of a lone word
@@ -6,14 +6,16 @@ cut off by a pause: Piper's "stop," before "I am busy" came out empty or as
 "S-", "up, up", so the paused prompt resumed over a person who had asked it to
 stop. A recogniser restricted to the node's phrases streams such a word within
 a few frames. It is also confidently wrong on everything else ("Tuesday at ten
-works for me" -> "do not call me"), so it never gives the answer.
+works for me" -> "do not call me"), so it is only a second opinion: the script
+takes its text where Whisper's matches nothing and the two sound alike.
 
-When it runs: only while the session wants hints (``want_hints``: a barge-in has
-paused the prompt and waits for words), from the onset the session pushes again
-after a reset. An answer given after the question ends goes to Whisper alone.
-Measured on the held-out answers (`voicebot bench understanding`), taking the
-grammar's text where it sounded like Whisper's on every answer added 2 points of
-agreement and 1 of wrong actions and doubled the CPU; see the README.
+When it runs: while the session wants hints (``want_hints``: a barge-in has
+paused the prompt and waits for words) it streams, from the onset the session
+pushes again after a reset. Otherwise it decodes the whole answer only when the
+script asks for its opinion (``AsrResult.second_opinion``: Whisper's text matches
+nothing, is too unsure, or would be confirmed). Run on every frame of every
+answer it was half the recognition CPU (`voicebot bench understanding`: 0.134 s
+per s of answer; on demand about 0.10, Whisper's beam of 3 included).
 
 A node that takes free text has no grammar: Whisper alone, hints or not.
 """

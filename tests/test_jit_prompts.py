@@ -224,6 +224,10 @@ def test_a_call_says_the_generic_form_until_the_personal_one_is_rendered(demo, t
     cache.get(greeting, 8000)  # rendered while the call went on
     assert source.get(greeting, 8000) == cache.get(greeting, 8000)
     assert source.fell_back == [greeting]
+    # the record says what was heard: the first greeting in its generic form, the second as written
+    said = [{"speaker": "bot", "text": greeting}, {"speaker": "customer", "text": "hi"}, {"speaker": "bot", "text": greeting}]
+    generic = personal.generic(anna)[greeting]
+    assert [line["text"] for line in source.as_played(said)] == [generic, "hi", greeting]
 
 
 def test_the_status_line_shows_the_cache_against_its_budget_and_the_backlog(demo, tmp_path: Path) -> None:

@@ -106,6 +106,7 @@ class BotSessions:
         source = self._sources.pop(attempt_id, None)
         if source is not None and source.fell_back:
             record["generic_prompts"] = source.fell_back  # said in the generic form: not rendered in time
+            record["transcript"] = source.as_played(record.get("transcript", []))
         self._records[attempt_id] = record
         text = json.dumps(record, ensure_ascii=False, indent=2)
         if self.calls_dir is None:

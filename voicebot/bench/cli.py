@@ -96,7 +96,7 @@ def _names(text: str) -> tuple[str, ...]:
 def cmd_bench(args: argparse.Namespace) -> int:
     names = BENCHMARKS if args.name == "all" else (args.name,)
     with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as tmp:
-        root = args.workdir or Path(tmp)
+        root = (args.workdir or Path(tmp)).resolve()  # sipp and the runs it measures work in other directories
         results = {}
         started = time.monotonic()
         for name in names:

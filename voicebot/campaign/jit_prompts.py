@@ -315,6 +315,19 @@ class FallbackPrompts:
     def get_wav(self, wav: Path, rate_hz: int) -> bytes:
         return self._cache.get_wav(wav, rate_hz)
 
+    def as_played(self, transcript: list[dict]) -> list[dict]:
+        """The call's transcript with what the person heard: a bot line that was said in its generic form
+        reads as that form (the script wrote the personal text it asked for)."""
+        pending = list(self.fell_back)  # in the order they were played, as the transcript is
+        out = []
+        for line in transcript:
+            text = line.get("text")
+            if line.get("speaker") == "bot" and text in pending:
+                pending.remove(text)
+                line = {**line, "text": self._generic[text]}
+            out.append(line)
+        return out
+
 
 # --- the budget at the start of a run ------------------------------------------------------------------
 

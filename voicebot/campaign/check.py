@@ -1,6 +1,6 @@
 """`voicebot contacts check`: what an import of a contacts file would do, without dialling anything.
 
-The file is imported by the same code as ``voicebot run`` (``importer.import_contacts``,
+The file is imported by the same code as ``voicebot run`` (``importer.import_campaign_contacts``,
 the DNC list first, the dialplan's column mapping, extensions setting and default
 region) into a throwaway store, and the report is read back from that store: bad
 rows, duplicates, numbers on the DNC list, contacts per time zone and per tag, and
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from voicebot.campaign.contacts import RowProblem, load_dnc
-from voicebot.campaign.importer import ImportReport, import_contacts
+from voicebot.campaign.contacts import RowProblem
+from voicebot.campaign.importer import ImportReport, add_campaign_dnc, import_campaign_contacts
 from voicebot.campaign.schedule import contact_zone, next_window_start
 from voicebot.campaign.store import CampaignStore
 from voicebot.config import Campaign, ContactsImport
@@ -82,17 +82,8 @@ def check_contacts(
     with tempfile.TemporaryDirectory(prefix="voicebot-check-") as tmp, CampaignStore.open(Path(tmp) / "check.db", campaign.name) as store:
         dnc_problems: list[RowProblem] = []
         if dnc_file is not None:
-            numbers, dnc_problems = load_dnc(dnc_file, campaign.default_region, campaign.contacts.phone)
-            store.add_dnc(numbers, str(dnc_file))
-        imported = import_contacts(
-            path,
-            mapping,
-            campaign.default_region,
-            campaign.contact_fields,
-            store,
-            on_progress=on_progress,
-            extensions=campaign.extensions.dial,
-        )
+            dnc_problems = add_campaign_dnc(store, campaign, dnc_file)
+        imported = import_campaign_contacts(path, campaign, mapping, store, on_progress=on_progress)
         report = CheckReport(imported, dnc_problems=dnc_problems)
         window = campaign.calling_window
         with store._read() as c:  # noqa: SLF001 - the check is the store's other reader of its own throwaway file

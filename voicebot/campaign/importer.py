@@ -50,9 +50,10 @@ from voicebot.campaign.contacts import (
     _read_row,
     _sniff_delimiter,
     _xlsx_rows,
+    load_dnc,
 )
 from voicebot.campaign.store import CampaignStore
-from voicebot.config import ContactField, ContactsImport
+from voicebot.config import Campaign, ContactField, ContactsImport
 
 BATCH_ROWS = 5000
 PARALLEL_FROM_ROWS = 50_000  # below this, starting processes costs more than it saves
@@ -214,3 +215,22 @@ def _parsed(
                 yield ahead.popleft().result()
         while ahead:
             yield ahead.popleft().result()
+
+
+# --- a campaign's own import: what ``voicebot run`` does and ``voicebot contacts check`` repeats ---------
+
+
+def add_campaign_dnc(store: CampaignStore, campaign: Campaign, dnc_path: Path) -> list[RowProblem]:
+    """The campaign's DNC file into ``store`` (before the contacts, so the import can say which are on it)."""
+    numbers, problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
+    store.add_dnc(numbers, str(dnc_path))
+    return problems
+
+
+def import_campaign_contacts(
+    path: Path, campaign: Campaign, mapping: ContactsImport, store: CampaignStore, on_progress: Progress | None = None
+) -> ImportReport:
+    """``path`` imported with the campaign's region, contact fields and extension setting."""
+    return import_contacts(
+        path, mapping, campaign.default_region, campaign.contact_fields, store, on_progress=on_progress, extensions=campaign.extensions.dial
+    )

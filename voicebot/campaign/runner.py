@@ -39,8 +39,8 @@ from voicebot.bus.jobs import dialplan_digest
 from voicebot.bus.outbox import OutboxPublisher
 from voicebot.calls.messages import Answered, DialFailed, Dialled, Ended, HandoffRequested, Ringing, ScriptProgress
 from voicebot.calls.placer import CallPlacer, NoCapacity, TokenBucket
-from voicebot.campaign.contacts import RowProblem, load_dnc
-from voicebot.campaign.importer import ImportReport, import_contacts
+from voicebot.campaign.contacts import RowProblem
+from voicebot.campaign.importer import ImportReport, add_campaign_dnc, import_campaign_contacts
 from voicebot.campaign.jit_prompts import JitRenderer, open_budget, render_pool, spare_cores
 from voicebot.campaign.prompts import PersonalPrompts, prerender, static_texts
 from voicebot.campaign.schedule import contact_zone, next_window_start, retry_at
@@ -166,8 +166,7 @@ class CampaignRun:
             dnc_path = Path(campaign.contacts.dnc_file)
             if not dnc_path.is_absolute():
                 dnc_path = o.dialplan.parent / dnc_path
-            numbers, dnc_problems = load_dnc(dnc_path, campaign.default_region, campaign.contacts.phone)
-            store.add_dnc(numbers, str(dnc_path))
+            dnc_problems = add_campaign_dnc(store, campaign, dnc_path)
         if o.contacts is not None:
             self.imported = self._import(store, o.contacts)
             self.imported.problems.extend(dnc_problems)
@@ -188,15 +187,7 @@ class CampaignRun:
                 logged_at = time.monotonic()
                 _log.info("import_progress", file=str(path), rows=done, of=total)
 
-        report = import_contacts(
-            path,
-            mapping,
-            campaign.default_region,
-            campaign.contact_fields,
-            store,
-            on_progress=progress,
-            extensions=campaign.extensions.dial,
-        )
+        report = import_campaign_contacts(path, campaign, mapping, store, on_progress=progress)
         _log.info(
             "import_finished",
             file=str(path),

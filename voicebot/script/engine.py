@@ -297,8 +297,7 @@ class ScriptEngine:
         if match:
             route, is_global = node.route_for(match.intent)
             confirm = node.confirms.get(match.intent)
-            unsure = confirm is not None and min(match.score, event.confidence) < confirm.below
-            if (unsure or _thin(text, match, event.confidence)) and self.graph.confirm_matcher:
+            if _to_confirm(text, match, event.confidence, node) and self.graph.confirm_matcher:
                 self.turns.append(Turn(node.id, "heard", text, event.confidence, match.intent, round(match.score, 3), "confirm"))
                 self._unconfirmed = _Unconfirmed(match.intent, route, is_global, text, match.score)
                 question = (confirm.say if confirm else None) or self.graph.dialplan.script.defaults.confirm_say
@@ -366,12 +365,7 @@ class ScriptEngine:
         too unsure to act on, or its intent would be confirmed first (in the demo, Whisper's "No." to an
         espeak-ng "no" came at 0.53, under the 0.6 that has a call-ending answer confirmed). Elsewhere the
         grammar decode is CPU spent on nothing."""
-        if heard is None or confidence < node.min_confidence:
-            return True
-        if _thin(text, heard, confidence):
-            return True
-        confirm = node.confirms.get(heard.intent)
-        return confirm is not None and min(heard.score, confidence) < confirm.below
+        return heard is None or confidence < node.min_confidence or _to_confirm(text, heard, confidence, node)
 
     def _confirmation(self, text: str, confidence: float, actions: list[Action]) -> bool:
         """The answer to "just to be sure...?": True when it was a yes or a no (and has been acted on);
@@ -522,3 +516,9 @@ def _thin(text: str, match: IntentMatch, confidence: float) -> bool:
     """A short phrase found in a long answer heard with little confidence (see ``_THIN_WORDS``)."""
     words = len(text.split())
     return words >= _THIN_WORDS and confidence < _THIN_CONFIDENCE and len(match.phrase.split()) / words < _THIN_SHARE
+
+
+def _to_confirm(text: str, match: IntentMatch, confidence: float, node: CompiledNode) -> bool:
+    """Whether this match is asked about before it is acted on: below its intent's ``confirm.below``, or thin."""
+    confirm = node.confirms.get(match.intent)
+    return (confirm is not None and min(match.score, confidence) < confirm.below) or _thin(text, match, confidence)
